@@ -1,0 +1,65 @@
+# The few commands people type. Each installs what it needs first (Python virtual environment,
+# npm packages), so `make synth` and `make test` work on a fresh clone.
+ENV ?= example
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CDK := node_modules/.bin/cdk
+CDK_FLAGS := --no-notices -c env=$(ENV)
+
+# Offline and quiet: no telemetry, no notices, no Node end-of-life banner. CDK_VALIDATION=false
+# turns off aws-cdk-lib's built-in "CloudFormation Validate" plugin only (cdk-nag still runs);
+# cfn-lint checks every template in `make test` instead.
+export CDK_DISABLE_CLI_TELEMETRY := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_VALIDATION := false
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help install synth diff deploy destroy test lint format clean
+
+help:
+	@echo "make synth   synthesize every stack of ENV=$(ENV) into cdk.out, with both nag packs"
+	@echo "make test    run the whole test suite (snapshots, nag, cfn-lint, handlers, portal)"
+	@echo "make lint    ruff and mypy"
+	@echo "make diff | deploy | destroy   ENV=<name>, with AWS credentials"
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+synth: install
+	rm -rf cdk.out
+	$(CDK) synth --quiet $(CDK_FLAGS)
+	$(BIN)/python scripts/synth_summary.py cdk.out
+
+diff: install
+	$(CDK) diff --all $(CDK_FLAGS)
+
+deploy: install
+	$(CDK) deploy --all $(CDK_FLAGS)
+
+destroy: install
+	$(CDK) destroy --all $(CDK_FLAGS)
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

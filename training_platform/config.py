@@ -1,0 +1,313 @@
+"""The typed, frozen configuration of one deployment environment, and its validation.
+
+One TOML file per environment lives in ``environments/``. ``load_config`` reads it, validates every
+setting and returns a frozen :class:`PlatformConfig` that ``app.py`` passes down to the stacks as
+constructor arguments. Nothing below ``app.py`` reads environment variables or CDK context.
+
+A bad value fails here, at synth time, with a :class:`ConfigError` whose lines each name the
+setting, the bad value and what is allowed, never twenty minutes into a deployment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+)  # fmt: skip
+
+_ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
+_ACCOUNT = re.compile(r"^\d{12}$")
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
+_ACM_ARN = re.compile(
+    r"^arn:aws(-[a-z]+)*:acm:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):certificate/[0-9a-f-]{36}$"
+)
+_INSTANCE_TYPE = re.compile(
+    r"^(?P<family>[a-z]+\d+[a-z-]*)\.(?P<size>nano|micro|small|medium|large|\d*xlarge|metal)$"
+)
+_TAG_KEY = re.compile(r"^[\w .:/=+\-@]{1,128}$")
+_TAG_VALUE = re.compile(r"^[\w .:/=+\-@]{0,256}$")
+
+
+class ConfigError(ValueError):
+    """The environment configuration is invalid; the message lists every problem."""
+
+
+def _cidr(value: str, *, smallest_prefix: int, largest_prefix: int) -> str:
+    try:
+        network = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(
+            f"{value!r} is not an IPv4 network in CIDR notation ({exc}); "
+            f"expected for example '10.20.0.0/16'"
+        ) from None
+    if not smallest_prefix <= network.prefixlen <= largest_prefix:
+        raise ValueError(
+            f"{value!r} has prefix /{network.prefixlen}; "
+            f"allowed prefixes are /{smallest_prefix} to /{largest_prefix}"
+        )
+    if not network.is_private:
+        raise ValueError(f"{value!r} is not a private (RFC 1918) range")
+    return str(network)
+
+
+def _vpc_cidr(value: str) -> str:
+    # VPCs accept /16 to /28; below /24 there is no room for public and private subnets in 3 AZs.
+    return _cidr(value, smallest_prefix=16, largest_prefix=22)
+
+
+def _vpn_cidr(value: str) -> str:
+    # AWS Client VPN requires a client range between /12 and /22.
+    return _cidr(value, smallest_prefix=12, largest_prefix=22)
+
+
+def _acm_arn(value: str) -> str:
+    if not _ACM_ARN.match(value):
+        raise ValueError(
+            f"{value!r} is not an ACM certificate ARN; expected "
+            "'arn:aws:acm:<region>:<12-digit account>:certificate/<uuid>'"
+        )
+    return value
+
+
+def _instance_type(value: str) -> str:
+    if not _INSTANCE_TYPE.match(value):
+        raise ValueError(
+            f"{value!r} is not an EC2 instance type; expected '<family>.<size>' "
+            "such as 't4g.small' or 'm7i.large'"
+        )
+    return value
+
+
+def _tags(value: dict[str, str]) -> dict[str, str]:
+    for key, tag_value in value.items():
+        if key.lower().startswith("aws:") or not _TAG_KEY.match(key):
+            raise ValueError(
+                f"tag key {key!r} is not allowed; keys are 1-128 letters, digits, spaces or "
+                "'_.:/=+-@' and must not start with 'aws:'"
+            )
+        if not _TAG_VALUE.match(tag_value):
+            raise ValueError(
+                f"tag {key!r} has value {tag_value!r}; values are 0-256 letters, digits, "
+                "spaces or '_.:/=+-@'"
+            )
+    return value
+
+
+VpcCidr = Annotated[str, AfterValidator(_vpc_cidr)]
+VpnCidr = Annotated[str, AfterValidator(_vpn_cidr)]
+AcmCertificateArn = Annotated[str, AfterValidator(_acm_arn)]
+InstanceTypeName = Annotated[str, AfterValidator(_instance_type)]
+Tags = Annotated[dict[str, str], AfterValidator(_tags)]
+
+
+def is_graviton(instance_type: str) -> bool:
+    """True for AWS Graviton (arm64) instance families: t4g, m7g, c7gn, r8gd, ..."""
+    match = _INSTANCE_TYPE.match(instance_type)
+    if match is None:
+        raise ValueError(f"{instance_type!r} is not an EC2 instance type")
+    family = match["family"]
+    suffix = re.sub(r"^[a-z]+\d+", "", family)
+    return "g" in suffix
+
+
+class _Settings(BaseModel):
+    """Base of every settings section: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class NetworkSettings(_Settings):
+    vpc_cidr: VpcCidr = "10.20.0.0/16"
+    az_count: int = Field(default=2, ge=2, le=3)
+    nat_gateways: int = Field(default=1, ge=0, le=3)
+    availability_zones: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _nat_within_azs(self) -> NetworkSettings:
+        if self.nat_gateways > self.az_count:
+            raise ValueError(
+                f"nat_gateways is {self.nat_gateways} but az_count is {self.az_count}; "
+                f"allowed is 0 to {self.az_count} (at most one NAT gateway per AZ)"
+            )
+        if self.availability_zones is not None and len(self.availability_zones) != self.az_count:
+            raise ValueError(
+                f"availability_zones lists {len(self.availability_zones)} zones but az_count is "
+                f"{self.az_count}; list exactly az_count zones"
+            )
+        return self
+
+
+class VpnSettings(_Settings):
+    client_cidr: VpnCidr = "10.100.0.0/22"
+    server_certificate_arn: AcmCertificateArn | None = None
+    client_root_certificate_arn: AcmCertificateArn | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> VpnSettings:
+        if (self.server_certificate_arn is None) != (self.client_root_certificate_arn is None):
+            raise ValueError(
+                "server_certificate_arn and client_root_certificate_arn must be set together "
+                "(mutual TLS needs both) or both left out (no Client VPN endpoint)"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.server_certificate_arn is not None
+
+
+class BastionSettings(_Settings):
+    instance_type: InstanceTypeName = "t4g.nano"
+
+
+class PlatformConfig(_Settings):
+    """Everything that differs between two deployments of the platform."""
+
+    name: str
+    production: bool = False
+    account: str | None = None
+    region: str | None = None
+    removal_policy: Literal["retain", "destroy"] = "retain"
+    log_retention_days: int = 365
+    tags: Tags = Field(default_factory=dict)
+    network: NetworkSettings = Field(default_factory=NetworkSettings)
+    vpn: VpnSettings = Field(default_factory=VpnSettings)
+    bastion: BastionSettings = Field(default_factory=BastionSettings)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PlatformConfig:  # noqa: C901 - one flat list of cross-field rules
+        problems: list[str] = []
+        if not _ENV_NAME.match(self.name):
+            problems.append(
+                f"name: {self.name!r} is not allowed; use 2-20 lowercase letters, digits or "
+                "hyphens, starting with a letter (it becomes part of stack and resource names)"
+            )
+        if self.account is not None and not _ACCOUNT.match(self.account):
+            problems.append(f"account: {self.account!r} is not a 12-digit AWS account id")
+        if self.region is not None and not _REGION.match(self.region):
+            problems.append(f"region: {self.region!r} is not an AWS region such as 'eu-west-1'")
+        if (self.account is None) != (self.region is None):
+            problems.append(
+                "account and region: set both (an environment-bound deployment) or neither "
+                "(environment-agnostic stacks)"
+            )
+        if self.region is not None and self.network.availability_zones is None:
+            problems.append(
+                "network.availability_zones: required when region is set, so that synth never "
+                f"looks zones up in AWS; list {self.network.az_count} zones such as "
+                f"['{self.region}a', '{self.region}b']"
+            )
+        if self.network.availability_zones is not None:
+            for zone in self.network.availability_zones:
+                if self.region is None or not re.fullmatch(re.escape(self.region) + "[a-z]", zone):
+                    problems.append(
+                        f"network.availability_zones: {zone!r} is not a zone of region "
+                        f"{self.region!r}; zones are the region name plus one letter"
+                    )
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            problems.append(
+                f"log_retention_days: {self.log_retention_days} is not a CloudWatch Logs "
+                f"retention period; allowed: {', '.join(map(str, LOG_RETENTION_DAYS))}"
+            )
+        vpc = ipaddress.IPv4Network(self.network.vpc_cidr)
+        vpn = ipaddress.IPv4Network(self.vpn.client_cidr)
+        if vpc.overlaps(vpn):
+            problems.append(
+                f"vpn.client_cidr: {self.vpn.client_cidr!r} overlaps network.vpc_cidr "
+                f"{self.network.vpc_cidr!r}; choose a client range outside the VPC"
+            )
+        for setting in ("server_certificate_arn", "client_root_certificate_arn"):
+            arn = getattr(self.vpn, setting)
+            match = _ACM_ARN.match(arn) if arn else None
+            if match and self.region is not None and match["region"] != self.region:
+                problems.append(
+                    f"vpn.{setting}: {arn!r} is in region {match['region']!r} but the "
+                    f"environment deploys to {self.region!r}; import the certificate there"
+                )
+        if self.production:
+            if not self.vpn.enabled:
+                problems.append(
+                    "vpn.server_certificate_arn and vpn.client_root_certificate_arn: required "
+                    "in a production environment (administrators reach the platform only "
+                    "over the Client VPN); import the certificates into ACM and set both ARNs"
+                )
+            if self.removal_policy != "retain":
+                problems.append(
+                    f"removal_policy: {self.removal_policy!r} is not allowed in a production "
+                    "environment; allowed: 'retain' (stateful data outlives the stack)"
+                )
+            if self.account is None:
+                problems.append(
+                    "account and region: required in a production environment, so that a "
+                    "deployment cannot land in whichever account the caller's credentials name"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def stack_prefix(self) -> str:
+        """Prefix of every stack name, e.g. 'TrainingPlatform-example'."""
+        return f"TrainingPlatform-{self.name}"
+
+
+def _format_error(error: Any, model: type[BaseModel]) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        section: type[BaseModel] = model
+        for part in error["loc"][:-1]:
+            annotation = section.model_fields[str(part)].annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                section = annotation
+        allowed = ", ".join(sorted(section.model_fields))
+        return f"{location}: unknown setting; allowed here: {allowed}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "value_error":
+        # Our validators already name the bad value; a model-level error lists full setting names.
+        return message if not location else f"{location}: {message}"
+    return f"{location}: {message} (got {error['input']!r})"
+
+
+def parse_config(data: dict[str, Any], *, source: str = "configuration") -> PlatformConfig:
+    """Validate a configuration mapping; raise ConfigError naming every bad setting."""
+    try:
+        return PlatformConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            lines.extend(_format_error(error, PlatformConfig).splitlines())
+        details = "\n".join(f"  - {line}" for line in lines)
+        raise ConfigError(f"invalid settings in {source}:\n{details}") from None
+
+
+def load_config(path: Path) -> PlatformConfig:
+    """Read and validate one environment file (TOML)."""
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        available = sorted(p.stem for p in path.parent.glob("*.toml"))
+        raise ConfigError(
+            f"environment file {path} does not exist; available environments: "
+            f"{', '.join(available) or 'none'}"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    data.setdefault("name", path.stem)
+    return parse_config(data, source=str(path))

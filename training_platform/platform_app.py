@@ -1,0 +1,64 @@
+"""Builds the CDK app for one validated environment configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import App, Environment, RemovalPolicy, Stack, Tags, Validations
+from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
+
+from training_platform.config import PlatformConfig
+from training_platform.stacks.network import NetworkStack
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The app and its stacks, as tests and app.py see them."""
+
+    app: App
+    network: NetworkStack
+
+    @property
+    def stacks(self) -> list[Stack]:
+        return [self.network]
+
+
+def removal_policy(config: PlatformConfig) -> RemovalPolicy:
+    return RemovalPolicy.RETAIN if config.removal_policy == "retain" else RemovalPolicy.DESTROY
+
+
+def build_platform(
+    config: PlatformConfig, *, outdir: str | None = None, context: dict[str, Any] | None = None
+) -> Platform:
+    """Create every stack of the platform for ``config``, with both nag packs registered.
+
+    An unacknowledged nag finding makes ``app.synth()`` raise ``ValidationFailed``.
+    """
+    app = App(outdir=outdir, context=context)
+    env = (
+        Environment(account=config.account, region=config.region)
+        if config.account is not None
+        else None
+    )
+    prefix = config.stack_prefix
+    policy = removal_policy(config)
+
+    network = NetworkStack(
+        app,
+        f"{prefix}-Network",
+        description="AI training platform: VPC, endpoints, flow logs, Client VPN and bastion",
+        env=env,
+        network=config.network,
+        vpn=config.vpn,
+        bastion=config.bastion,
+        log_retention_days=config.log_retention_days,
+        removal_policy=policy,
+    )
+
+    Tags.of(app).add("platform", "ai-training-platform")
+    Tags.of(app).add("environment", config.name)
+    for key, value in config.tags.items():
+        Tags.of(app).add(key, value)
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app))
+    return Platform(app=app, network=network)
