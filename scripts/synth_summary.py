@@ -49,7 +49,11 @@ def main(argv: list[str]) -> int:
     packs = sorted(acknowledged)
     header = ["stack", "resources", *(f"{pack} acked" for pack in packs)]
     rows = [
-        [name, str(len(template.get("Resources", {}))), *(str(acknowledged[p][name]) for p in packs)]
+        [
+            name,
+            str(len(template.get("Resources", {}))),
+            *(str(acknowledged[p][name]) for p in packs),
+        ]
         for name, template in templates.items()
     ]
     totals = ["total", str(sum(int(row[1]) for row in rows))]
@@ -59,7 +63,9 @@ def main(argv: list[str]) -> int:
     def line(cells: list[str]) -> str:
         return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
 
-    print(f"\nSynthesized {len(templates)} stacks into {assembly}/ (nag: 0 unacknowledged findings)")
+    print(
+        f"\nSynthesized {len(templates)} stacks into {assembly}/ (nag: 0 unacknowledged findings)"
+    )
     print(line(header))
     for row in rows:
         print(line(row))

@@ -44,7 +44,7 @@ class AdminAccess(Construct):
             self,
             "AdminSecurityGroup",
             vpc=vpc,
-            description="Administrators' hosts (the bastion); trusted by EFS for NFS",
+            description="Administrator hosts (the bastion); trusted by EFS for NFS",
             allow_all_outbound=False,
         )
         # HTTPS to AWS APIs: the interface endpoints (SSM, logs) and S3 through the gateway
@@ -147,7 +147,7 @@ class AdminAccess(Construct):
             self,
             "VpnSecurityGroup",
             vpc=vpc,
-            description="Client VPN endpoint: administrators' traffic into the VPC",
+            description="Client VPN endpoint: administrator traffic into the VPC",
             allow_all_outbound=False,
         )
         endpoint = vpc.add_client_vpn_endpoint(

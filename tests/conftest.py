@@ -1,0 +1,85 @@
+"""Session-wide fixtures: each environment is synthesized once, with both nag packs.
+
+Synthesis is the expensive step (a Node process runs the whole app and the nag packs), so the
+tests share one cloud assembly per environment instead of calling ``Template.from_stack`` per test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+# Read by the jsii Node process when aws_cdk is first imported: keep them above that import.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+os.environ.setdefault("CDK_VALIDATION", "false")
+
+import pytest
+from aws_cdk.assertions import Template
+
+from training_platform.config import PlatformConfig, load_config
+from training_platform.platform_app import Platform, build_platform
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+class Synthesized:
+    """One synthesized platform: the assembly directory and each stack's template."""
+
+    def __init__(self, platform: Platform, outdir: Path) -> None:
+        self.platform = platform
+        self.assembly = platform.app.synth()
+        self.outdir = outdir
+        self.templates: dict[str, dict[str, Any]] = {
+            stack.stack_name: stack.template for stack in self.assembly.stacks
+        }
+
+    def template(self, stack: str) -> Template:
+        """Assertions on the stack whose name ends with ``-<stack>`` (e.g. 'Network')."""
+        return Template.from_json(self.raw(stack))
+
+    def raw(self, stack: str) -> dict[str, Any]:
+        matches = [name for name in self.templates if name.endswith(f"-{stack}")]
+        assert len(matches) == 1, f"expected one {stack} stack, found {sorted(self.templates)}"
+        return self.templates[matches[0]]
+
+    @property
+    def validation_report(self) -> dict[str, Any]:
+        return json.loads((self.outdir / "validation-report.json").read_text())
+
+
+def _synthesize(config: PlatformConfig, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    outdir = tmp_path_factory.mktemp(f"cdk.out.{config.name}")
+    return Synthesized(build_platform(config, outdir=str(outdir)), outdir)
+
+
+@pytest.fixture(scope="session")
+def full_config() -> PlatformConfig:
+    return load_config(FIXTURES / "full.toml")
+
+
+@pytest.fixture(scope="session")
+def example_config() -> PlatformConfig:
+    return load_config(ROOT / "environments" / "example.toml")
+
+
+@pytest.fixture(scope="session")
+def full(full_config: PlatformConfig, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """Every optional part enabled, production settings, fixed account and region."""
+    return _synthesize(full_config, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def example(
+    example_config: PlatformConfig, tmp_path_factory: pytest.TempPathFactory
+) -> Synthesized:
+    """The committed example environment, as `make synth` builds it."""
+    return _synthesize(example_config, tmp_path_factory)
+
+
+@pytest.fixture(scope="session", params=["full", "example"])
+def synthesized(request: pytest.FixtureRequest) -> Synthesized:
+    """Each environment in turn, for the gates every stack passes."""
+    return request.getfixturevalue(request.param)

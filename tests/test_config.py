@@ -1,0 +1,288 @@
+"""Bad configuration fails at synth with a message naming the setting, value and what is allowed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training_platform.config import ConfigError, is_graviton, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+CERT = "arn:aws:acm:eu-west-1:111111111111:certificate/00000000-0000-4000-8000-00000000000{}"
+
+
+def base(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": "dev"}
+    data.update(overrides)
+    return data
+
+
+def production(**overrides: Any) -> dict[str, Any]:
+    data = base(
+        production=True,
+        account="111111111111",
+        region="eu-west-1",
+        network={"availability_zones": ["eu-west-1a", "eu-west-1b"]},
+        vpn={
+            "server_certificate_arn": CERT.format(1),
+            "client_root_certificate_arn": CERT.format(2),
+        },
+    )
+    data.update(overrides)
+    return data
+
+
+def error_of(data: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, source="test.toml")
+    return str(caught.value)
+
+
+def test_defaults_are_valid() -> None:
+    config = parse_config(base())
+    assert config.network.az_count == 2
+    assert config.removal_policy == "retain"
+    assert not config.vpn.enabled
+
+
+def test_production_example_is_valid() -> None:
+    config = parse_config(production())
+    assert config.vpn.enabled
+    assert config.stack_prefix == "TrainingPlatform-dev"
+
+
+def test_config_is_frozen() -> None:
+    config = parse_config(base())
+    with pytest.raises(ValueError, match="frozen"):
+        config.network.az_count = 3  # type: ignore[misc]
+
+
+def test_malformed_vpc_cidr() -> None:
+    message = error_of(base(network={"vpc_cidr": "10.20.0.0/33"}))
+    assert "network.vpc_cidr: '10.20.0.0/33' is not an IPv4 network in CIDR notation" in message
+    assert "expected for example '10.20.0.0/16'" in message
+
+
+def test_vpc_cidr_with_host_bits() -> None:
+    message = error_of(base(network={"vpc_cidr": "10.20.1.0/16"}))
+    assert "network.vpc_cidr: '10.20.1.0/16'" in message
+    assert "has host bits set" in message
+
+
+def test_vpc_cidr_prefix_out_of_range() -> None:
+    message = error_of(base(network={"vpc_cidr": "10.0.0.0/8"}))
+    assert (
+        "network.vpc_cidr: '10.0.0.0/8' has prefix /8; allowed prefixes are /16 to /22" in message
+    )
+
+
+def test_public_vpc_cidr() -> None:
+    message = error_of(base(network={"vpc_cidr": "8.8.0.0/16"}))
+    assert "network.vpc_cidr: '8.8.0.0/16' is not a private (RFC 1918) range" in message
+
+
+def test_malformed_vpn_cidr() -> None:
+    message = error_of(base(vpn={"client_cidr": "10.100.0.0"}))
+    assert (
+        "vpn.client_cidr: '10.100.0.0' has prefix /32; allowed prefixes are /12 to /22" in message
+    )
+
+
+def test_vpn_cidr_overlapping_vpc() -> None:
+    message = error_of(
+        base(network={"vpc_cidr": "10.0.0.0/16"}, vpn={"client_cidr": "10.0.4.0/22"})
+    )
+    assert (
+        "vpn.client_cidr: '10.0.4.0/22' overlaps network.vpc_cidr '10.0.0.0/16'; "
+        "choose a client range outside the VPC"
+    ) in message
+
+
+def test_nat_count_above_az_count() -> None:
+    message = error_of(base(network={"az_count": 2, "nat_gateways": 3}))
+    assert "nat_gateways is 3 but az_count is 2; allowed is 0 to 2" in message
+
+
+@pytest.mark.parametrize("az_count", [1, 4])
+def test_az_count_out_of_range(az_count: int) -> None:
+    message = error_of(base(network={"az_count": az_count}))
+    assert "network.az_count: Input should be" in message
+    assert f"(got {az_count})" in message
+
+
+def test_nat_count_zero_is_allowed() -> None:
+    assert parse_config(base(network={"nat_gateways": 0})).network.nat_gateways == 0
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:acm:eu-west-1:1111:certificate/00000000-0000-4000-8000-000000000001",
+        "arn:aws:iam::111111111111:server-certificate/vpn",
+        "not-an-arn",
+    ],
+)
+def test_malformed_certificate_arn(arn: str) -> None:
+    message = error_of(
+        base(vpn={"server_certificate_arn": arn, "client_root_certificate_arn": CERT.format(2)})
+    )
+    assert f"vpn.server_certificate_arn: {arn!r} is not an ACM certificate ARN" in message
+    assert "expected 'arn:aws:acm:<region>:<12-digit account>:certificate/<uuid>'" in message
+
+
+def test_only_one_certificate_arn() -> None:
+    message = error_of(base(vpn={"server_certificate_arn": CERT.format(1)}))
+    assert "server_certificate_arn and client_root_certificate_arn must be set together" in message
+
+
+def test_certificate_in_another_region() -> None:
+    other = CERT.format(1).replace("eu-west-1", "us-east-1")
+    message = error_of(
+        production(
+            vpn={"server_certificate_arn": other, "client_root_certificate_arn": CERT.format(2)}
+        )
+    )
+    assert f"vpn.server_certificate_arn: {other!r} is in region 'us-east-1'" in message
+
+
+def test_production_without_certificates() -> None:
+    message = error_of(production(vpn={}))
+    assert "vpn.server_certificate_arn and vpn.client_root_certificate_arn: required" in message
+
+
+def test_production_with_destroy_removal_policy() -> None:
+    message = error_of(production(removal_policy="destroy"))
+    assert "removal_policy: 'destroy' is not allowed in a production environment" in message
+    assert "allowed: 'retain'" in message
+
+
+def test_production_without_account() -> None:
+    data = production()
+    del data["account"], data["region"]
+    data["network"] = {}
+    message = error_of(data)
+    assert "account and region: required in a production environment" in message
+
+
+def test_unknown_removal_policy() -> None:
+    message = error_of(base(removal_policy="snapshot"))
+    assert "removal_policy: Input should be 'retain' or 'destroy' (got 'snapshot')" in message
+
+
+def test_unknown_top_level_key() -> None:
+    message = error_of(base(vpc_cidr="10.0.0.0/16"))
+    assert "vpc_cidr: unknown setting; allowed here: account, bastion," in message
+
+
+def test_unknown_nested_key() -> None:
+    message = error_of(base(network={"nat_gateway": 1}))
+    assert (
+        "network.nat_gateway: unknown setting; allowed here: availability_zones, az_count, "
+        "nat_gateways, vpc_cidr"
+    ) in message
+
+
+def test_account_without_region() -> None:
+    message = error_of(base(account="111111111111"))
+    assert "account and region: set both" in message
+
+
+def test_malformed_account_and_region() -> None:
+    message = error_of(base(account="1234", region="Europe"))
+    assert "account: '1234' is not a 12-digit AWS account id" in message
+    assert "region: 'Europe' is not an AWS region such as 'eu-west-1'" in message
+
+
+def test_region_requires_availability_zones() -> None:
+    message = error_of(base(account="111111111111", region="eu-west-1"))
+    assert "network.availability_zones: required when region is set" in message
+
+
+def test_availability_zone_of_another_region() -> None:
+    message = error_of(
+        base(
+            account="111111111111",
+            region="eu-west-1",
+            network={"availability_zones": ["eu-west-1a", "us-east-1b"]},
+        )
+    )
+    assert "network.availability_zones: 'us-east-1b' is not a zone of region 'eu-west-1'" in message
+
+
+def test_name_cloudformation_would_reject() -> None:
+    message = error_of(base(name="Prod_1"))
+    assert "name: 'Prod_1' is not allowed; use 2-20 lowercase letters" in message
+
+
+def test_unknown_instance_type() -> None:
+    message = error_of(base(bastion={"instance_type": "t4g.huge"}))
+    assert "bastion.instance_type: 't4g.huge' is not an EC2 instance type" in message
+
+
+def test_log_retention_not_supported_by_cloudwatch() -> None:
+    message = error_of(base(log_retention_days=100))
+    assert (
+        "log_retention_days: 100 is not a CloudWatch Logs retention period; allowed: 1, 3"
+        in message
+    )
+
+
+def test_reserved_tag_key() -> None:
+    message = error_of(base(tags={"aws:owner": "me"}))
+    assert "tags: tag key 'aws:owner' is not allowed" in message
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    message = error_of(base(name="X", log_retention_days=2, vpn={"client_cidr": "10.20.0.0/22"}))
+    assert message.count("\n  - ") == 3
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "graviton"),
+    [
+        ("t4g.nano", True),
+        ("c7gn.large", True),
+        ("m7gd.xlarge", True),
+        ("t3.micro", False),
+        ("g4dn.xlarge", False),
+        ("m7i.large", False),
+    ],
+)
+def test_graviton_detection(instance_type: str, graviton: bool) -> None:
+    assert is_graviton(instance_type) is graviton
+
+
+def test_missing_environment_file_lists_available(tmp_path: Path) -> None:
+    (tmp_path / "staging.toml").write_text("")
+    with pytest.raises(ConfigError, match="available environments: staging"):
+        load_config(tmp_path / "prod.toml")
+
+
+def test_invalid_toml(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("network = [")
+    with pytest.raises(ConfigError, match=re.escape(f"{path} is not valid TOML")):
+        load_config(path)
+
+
+def test_app_reports_bad_configuration_and_exits(tmp_path: Path) -> None:
+    """app.py prints the problems (no traceback) and exits 2 before any synthesis starts."""
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PLATFORM_ENV": "does-not-exist"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert (
+        "environment file" in result.stderr and "available environments: example" in result.stderr
+    )
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,94 @@
+"""The gates every stack passes: snapshot, nag packs and their acknowledgements, cfn-lint."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App, Stack, Validations
+from aws_cdk import aws_s3 as s3
+from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
+from syrupy.assertion import SnapshotAssertion
+from syrupy.extensions.json import JSONSnapshotExtension
+
+from tests.conftest import ROOT, Synthesized
+
+STACKS = ["Network"]
+_ASSET_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def normalized(template: dict[str, Any]) -> Any:
+    """The template with asset hashes replaced, so a snapshot changes only with the template."""
+    return json.loads(_ASSET_HASH.sub("ASSET-HASH", json.dumps(template)))
+
+
+@pytest.fixture
+def snapshot_json(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    return snapshot.use_extension(JSONSnapshotExtension)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_snapshot(full: Synthesized, stack: str, snapshot_json: SnapshotAssertion) -> None:
+    """The reviewable template diff of every change. Update with `pytest --snapshot-update`."""
+    assert normalized(full.raw(stack)) == snapshot_json
+
+
+def test_every_stack_is_snapshotted(full: Synthesized) -> None:
+    assert sorted(name.rsplit("-", 1)[1] for name in full.templates) == sorted(STACKS)
+
+
+def test_nag_packs_ran_and_passed(synthesized: Synthesized) -> None:
+    report = synthesized.validation_report
+    plugins = {plugin["pluginName"]: plugin for plugin in report["pluginReports"]}
+    assert set(plugins) == {"AwsSolutions", "NIST.800.53.R5"}
+    for plugin in plugins.values():
+        assert plugin["conclusion"] == "success"
+        assert plugin["violations"] == []
+
+
+def test_acknowledgements_carry_reasons_a_reviewer_can_check(synthesized: Synthesized) -> None:
+    for plugin in synthesized.validation_report["pluginReports"]:
+        for finding in plugin["suppressedViolations"]:
+            reason = finding["reason"]
+            where = f"{finding['ruleName']} at {finding['acknowledgedAt']}"
+            assert len(reason) >= 40, f"{where}: reason too short: {reason!r}"
+            assert not re.search(r"\b(todo|tbd|fixme|placeholder)\b", reason, re.I), where
+
+
+def test_an_unacknowledged_finding_fails_synth(tmp_path: Path) -> None:
+    app = App(outdir=str(tmp_path))
+    stack = Stack(app, "Probe")
+    s3.CfnBucket(stack, "PlainBucket")
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app))
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+
+
+def test_cfn_lint_is_clean(synthesized: Synthesized) -> None:
+    """No cfn-lint error or warning on any synthesized template (informational notes allowed)."""
+    templates = sorted(str(p) for p in synthesized.outdir.glob("*.template.json"))
+    assert templates
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("cfn-lint")),
+            "--config-file",
+            str(ROOT / ".cfnlintrc.yaml"),
+            "--format",
+            "parseable",
+            "--",
+            *templates,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    findings = [line for line in result.stdout.splitlines() if line.strip()]
+    problems = [line for line in findings if not re.search(r":I\d+:", line)]
+    assert problems == [], "\n".join(problems)
+    assert result.returncode in (0, 8), result.stderr  # 8: informational findings only
