@@ -40,7 +40,8 @@ class NetworkStack(Stack):
     """VPC over 2-3 AZs with public subnets only for the load balancer and NAT gateways.
 
     Attributes other stacks receive: ``vpc``, ``private_subnets`` (a selection),
-    ``endpoints_security_group`` and ``admin_security_group`` (trusted by EFS).
+    ``endpoints_security_group``, ``admin_security_group`` and ``training_security_group``
+    (the two groups EFS trusts).
     """
 
     def __init__(
@@ -155,6 +156,28 @@ class NetworkStack(Stack):
             )
             for name, service in INTERFACE_ENDPOINTS.items()
         }
+
+        # Training jobs run in the VPC with network isolation; this group is theirs (EFS trusts it).
+        self.training_security_group = ec2.SecurityGroup(
+            self,
+            "TrainingSecurityGroup",
+            vpc=self.vpc,
+            description="SageMaker training jobs (network isolation) and their EFS access",
+            allow_all_outbound=False,
+        )
+        self.training_security_group.add_egress_rule(
+            ec2.Peer.ipv4(network.vpc_cidr), ec2.Port.tcp(2049), "NFS to EFS mount targets"
+        )
+        self.training_security_group.add_egress_rule(
+            self.training_security_group,
+            ec2.Port.all_tcp(),
+            "Distributed training: traffic between the instances of one job",
+        )
+        self.training_security_group.add_ingress_rule(
+            self.training_security_group,
+            ec2.Port.all_tcp(),
+            "Distributed training: traffic between the instances of one job",
+        )
 
         access = AdminAccess(
             self,
