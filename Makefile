@@ -15,7 +15,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_VALIDATION := false
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install synth diff deploy destroy test lint format clean
+.PHONY: help install build synth diff deploy destroy test lint format clean
 
 help:
 	@echo "make synth   synthesize every stack of ENV=$(ENV) into cdk.out, with both nag packs"
@@ -35,7 +35,20 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-synth: install
+# The Lambda dependencies layer: lambda/requirements.txt installed for the functions' runtime and
+# architecture (Python 3.14, arm64) from PyPI wheels, so synth needs no Docker.
+LAYER_STAMP := build/.lambda-layer.stamp
+
+build: $(LAYER_STAMP)
+
+$(LAYER_STAMP): lambda/requirements.txt $(VENV)/.installed
+	rm -rf build/lambda-layer
+	$(BIN)/python -m pip install --quiet --no-compile --disable-pip-version-check \
+	  --platform manylinux2014_aarch64 --implementation cp --python-version 3.14 \
+	  --only-binary=:all: --target build/lambda-layer/python -r lambda/requirements.txt
+	touch $@
+
+synth: install build
 	rm -rf cdk.out
 	$(CDK) synth --quiet $(CDK_FLAGS)
 	$(BIN)/python scripts/synth_summary.py cdk.out
@@ -49,7 +62,7 @@ deploy: install
 destroy: install
 	$(CDK) destroy --all $(CDK_FLAGS)
 
-test: install
+test: install build
 	$(BIN)/python -m pytest
 
 lint: install
@@ -62,4 +75,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -176,6 +176,13 @@ class BastionSettings(_Settings):
     instance_type: InstanceTypeName = "t4g.nano"
 
 
+class TrainingSettings(_Settings):
+    max_receive_count: int = Field(default=5, ge=2, le=20)
+    launch_concurrency: int = Field(default=5, ge=1, le=100)
+    events_concurrency: int = Field(default=5, ge=1, le=100)
+    max_algorithm_images: int = Field(default=50, ge=1, le=1000)
+
+
 class PlatformConfig(_Settings):
     """Everything that differs between two deployments of the platform."""
 
@@ -189,6 +196,7 @@ class PlatformConfig(_Settings):
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     vpn: VpnSettings = Field(default_factory=VpnSettings)
     bastion: BastionSettings = Field(default_factory=BastionSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
 
     @model_validator(mode="after")
     def _consistent(self) -> PlatformConfig:  # noqa: C901 - one flat list of cross-field rules

@@ -1,0 +1,412 @@
+"""Training stack: SQS-orchestrated SageMaker training jobs whose handlers lose nothing.
+
+Job flow: the portal writes the job record (QUEUED) and sends a request to ``requests``; the
+launch handler validates it again and calls CreateTrainingJob; SageMaker's state changes reach
+``events`` through an EventBridge rule; the job-events handler updates the record and notifies
+the tenant. Every queue has a dead-letter queue; see README "Operations" for redriving them.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from training_platform.config import TrainingSettings
+from training_platform.constructs.handler import PlatformFunction, dependencies_layer
+from training_platform.constructs.logs import LogsKey
+from training_platform.constructs.nag import acknowledge
+from training_platform.constructs.tenant_access import tenant_table_statements
+from training_platform.stacks.data_lake import DataLakeStack
+
+LAUNCH_TIMEOUT = Duration.seconds(60)
+EVENTS_TIMEOUT = Duration.seconds(30)
+
+
+class TrainingStack(Stack):
+    """Queues, tables, handlers, the SageMaker execution role and the algorithm repository.
+
+    Attributes other stacks receive: ``requests_queue``, ``events_queue`` and their
+    ``*_dead_letter_queue``; ``tenants_table``, ``jobs_table``, ``notifications_table``;
+    ``notifications_topic``; ``sagemaker_role``; ``algorithms_repository``; ``launch`` and
+    ``job_events`` (PlatformFunction); ``key``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        vpc: ec2.IVpc,
+        private_subnets: ec2.SubnetSelection,
+        training_security_group: ec2.ISecurityGroup,
+        data_lake: DataLakeStack,
+        settings: TrainingSettings,
+        log_retention_days: int,
+        removal_policy: RemovalPolicy,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
+        production = removal_policy == RemovalPolicy.RETAIN
+
+        self.key = kms.Key(
+            self,
+            "Key",
+            description="Encrypts the training queues, tables and notifications topic",
+            enable_key_rotation=True,
+            removal_policy=removal_policy,
+            pending_window=Duration.days(30),
+        )
+        logs_key = LogsKey(self, "LogsKey", removal_policy=removal_policy).key
+
+        # Queues: each with a dead-letter queue; visibility = 6 x the consumer's timeout.
+        self.requests_queue, self.requests_dead_letter_queue = self._queue_pair(
+            "TrainingRequests", consumer_timeout=LAUNCH_TIMEOUT, settings=settings
+        )
+        self.events_queue, self.events_dead_letter_queue = self._queue_pair(
+            "JobEvents", consumer_timeout=EVENTS_TIMEOUT, settings=settings
+        )
+
+        # Tables: tenants, jobs (newest-first index per tenant), notifications.
+        self.tenants_table = self._table("Tenants", sort_key=None, production=production,
+                                         removal_policy=removal_policy)
+        self.jobs_table = self._table("Jobs", sort_key="job_id", production=production,
+                                      removal_policy=removal_policy)
+        self.jobs_table.add_global_secondary_index(
+            index_name="ByCreatedAt",
+            partition_key=dynamodb.Attribute(name="tenant_id", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="created_at", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        self.notifications_table = self._table(
+            "Notifications", sort_key="notification_id", production=production,
+            removal_policy=removal_policy,
+        )
+
+        # Tenants' DynamoDB access: only their own partition (see DataLake's tenant role).
+        iam.Policy(
+            self,
+            "TenantTablesPolicy",
+            roles=[data_lake.tenant_role],
+            statements=tenant_table_statements(
+                [self.tenants_table, self.jobs_table, self.notifications_table],
+                key=self.key,
+            ),
+        )
+
+        self.notifications_topic = sns.Topic(
+            self,
+            "Notifications",
+            display_name="AI training platform: job notifications",
+            master_key=self.key,
+            enforce_ssl=True,
+        )
+
+        self.algorithms_repository = ecr.Repository(
+            self,
+            "Algorithms",
+            image_scan_on_push=True,
+            image_tag_mutability=ecr.TagMutability.IMMUTABLE,
+            encryption=ecr.RepositoryEncryption.KMS,
+            encryption_key=self.key,
+            removal_policy=removal_policy,
+            empty_on_delete=removal_policy == RemovalPolicy.DESTROY,
+            lifecycle_rules=[
+                ecr.LifecycleRule(
+                    description="Expire untagged images after 14 days",
+                    tag_status=ecr.TagStatus.UNTAGGED,
+                    max_image_age=Duration.days(14),
+                    rule_priority=1,
+                ),
+                ecr.LifecycleRule(
+                    description="Keep the newest images of each repository",
+                    tag_status=ecr.TagStatus.ANY,
+                    max_image_count=settings.max_algorithm_images,
+                    rule_priority=2,
+                ),
+            ],
+        )
+
+        self.sagemaker_role = self._sagemaker_role(data_lake, vpc=vpc)
+
+        # EventBridge: SageMaker training job state changes -> job-events queue.
+        self.key.grant_encrypt_decrypt(iam.ServicePrincipal("events.amazonaws.com"))
+        self.state_change_rule = events.Rule(
+            self,
+            "TrainingJobStateChange",
+            description="SageMaker training job state changes, to the job-events queue",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker Training Job State Change"],
+            ),
+            targets=[
+                targets.SqsQueue(
+                    self.events_queue,
+                    dead_letter_queue=self.events_dead_letter_queue,
+                    retry_attempts=185,
+                    max_event_age=Duration.hours(24),
+                )
+            ],
+        )
+
+        layer = dependencies_layer(self, "Dependencies")
+        common = {
+            "TENANTS_TABLE": self.tenants_table.table_name,
+            "JOBS_TABLE": self.jobs_table.table_name,
+            "NOTIFICATIONS_TABLE": self.notifications_table.table_name,
+            "CATALOG_BUCKET": data_lake.catalog_bucket.bucket_name,
+            "DATA_BUCKET": data_lake.data_bucket.bucket_name,
+            "ARTIFACTS_BUCKET": data_lake.artifacts_bucket.bucket_name,
+        }
+        function_settings = {
+            "layer": layer,
+            "vpc": vpc,
+            "subnets": private_subnets,
+            "logs_key": logs_key,
+            "log_retention_days": log_retention_days,
+            "removal_policy": removal_policy,
+        }
+        self.launch = PlatformFunction(
+            self,
+            "Launch",
+            name="launch",
+            description="Validates training requests again and creates SageMaker training jobs",
+            timeout=LAUNCH_TIMEOUT,
+            reserved_concurrency=settings.launch_concurrency,
+            environment={
+                **common,
+                "TRAINING_REQUESTS_QUEUE_URL": self.requests_queue.queue_url,
+                "TRAINING_REQUESTS_DLQ_URL": self.requests_dead_letter_queue.queue_url,
+                "MAX_RECEIVE_COUNT": str(settings.max_receive_count),
+                "SAGEMAKER_ROLE_ARN": self.sagemaker_role.role_arn,
+                "TRAINING_SUBNET_IDS": ",".join(
+                    vpc.select_subnets(private_subnets).subnet_ids
+                ),
+                "TRAINING_SECURITY_GROUP_IDS": training_security_group.security_group_id,
+                "TRAINING_KMS_KEY_ARN": data_lake.data_key.key_arn,
+            },
+            **function_settings,  # type: ignore[arg-type]
+        )
+        self.job_events = PlatformFunction(
+            self,
+            "JobEvents",
+            name="job_events",
+            description="Applies SageMaker training job state changes and notifies tenants",
+            timeout=EVENTS_TIMEOUT,
+            reserved_concurrency=settings.events_concurrency,
+            environment={**common, "NOTIFICATIONS_TOPIC_ARN": self.notifications_topic.topic_arn},
+            **function_settings,  # type: ignore[arg-type]
+        )
+        self._grant_launch(data_lake)
+        self._grant_job_events()
+
+        for function, queue in (
+            (self.launch, self.requests_queue),
+            (self.job_events, self.events_queue),
+        ):
+            function.function.add_event_source(
+                sources.SqsEventSource(
+                    queue,
+                    batch_size=10,
+                    max_batching_window=Duration.seconds(5),
+                    report_batch_item_failures=True,
+                )
+            )
+
+        for name, value in {
+            "TrainingRequestsQueueUrl": self.requests_queue.queue_url,
+            "TrainingRequestsDeadLetterQueueArn": self.requests_dead_letter_queue.queue_arn,
+            "JobEventsDeadLetterQueueArn": self.events_dead_letter_queue.queue_arn,
+            "JobsTableName": self.jobs_table.table_name,
+            "AlgorithmsRepositoryUri": self.algorithms_repository.repository_uri,
+        }.items():
+            CfnOutput(self, name, value=value)
+
+    # -- building blocks ---------------------------------------------------------------------
+
+    def _queue_pair(
+        self, name: str, *, consumer_timeout: Duration, settings: TrainingSettings
+    ) -> tuple[sqs.Queue, sqs.Queue]:
+        dead_letters = sqs.Queue(
+            self,
+            f"{name}DeadLetters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.key,
+            data_key_reuse=Duration.hours(1),
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            dead_letters,
+            "AwsSolutions-SQS3",
+            "This queue is itself a dead-letter queue: it keeps failed messages for 14 days for "
+            "an operator to inspect and redrive (README, Operations); it needs no DLQ of its own.",
+        )
+        queue = sqs.Queue(
+            self,
+            name,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.key,
+            data_key_reuse=Duration.hours(1),
+            enforce_ssl=True,
+            retention_period=Duration.days(4),
+            visibility_timeout=Duration.seconds(consumer_timeout.to_seconds() * 6),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=dead_letters, max_receive_count=settings.max_receive_count
+            ),
+        )
+        return queue, dead_letters
+
+    def _table(
+        self,
+        name: str,
+        *,
+        sort_key: str | None,
+        production: bool,
+        removal_policy: RemovalPolicy,
+    ) -> dynamodb.TableV2:
+        return dynamodb.TableV2(
+            self,
+            name,
+            partition_key=dynamodb.Attribute(name="tenant_id", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=sort_key, type=dynamodb.AttributeType.STRING)
+            if sort_key
+            else None,
+            billing=dynamodb.Billing.on_demand(),
+            encryption=dynamodb.TableEncryptionV2.customer_managed_key(self.key),
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            deletion_protection=production,
+            removal_policy=removal_policy,
+        )
+
+    def _sagemaker_role(self, data_lake: DataLakeStack, *, vpc: ec2.IVpc) -> iam.Role:
+        """One execution role for every tenant's jobs; the launch handler confines each job's
+        input, output and checkpoints to its tenant's prefix, and network isolation keeps the
+        container itself from calling any AWS API."""
+        role = iam.Role(
+            self,
+            "SageMakerExecutionRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description="Runs tenants' training jobs (network isolated, inside the VPC)",
+        )
+        tenants = "tenants/*"
+        data_lake.data_bucket.grant_read(role, tenants)
+        data_lake.artifacts_bucket.grant_read_write(role, tenants)
+        data_lake.catalog_bucket.grant_read(role)
+        data_lake.data_key.grant_encrypt_decrypt(role)
+        data_lake.data_key.grant(role, "kms:CreateGrant", "kms:DescribeKey")
+        self.algorithms_repository.grant_pull(role)
+        self.key.grant_decrypt(role)
+        stack = Stack.of(self)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="TrainingJobLogs",
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
+                         "logs:DescribeLogStreams"],
+                resources=[
+                    stack.format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name="/aws/sagemaker/TrainingJobs:*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="TrainingJobMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="TrainingJobNetworkInterfaces",
+                actions=[
+                    "ec2:CreateNetworkInterface",
+                    "ec2:CreateNetworkInterfacePermission",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:DeleteNetworkInterfacePermission",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeVpcs",
+                    "ec2:DescribeDhcpOptions",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeSecurityGroups",
+                ],
+                resources=["*"],
+                conditions={"ArnEqualsIfExists": {"ec2:Vpc": _vpc_arn(stack, vpc)}},
+            )
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "Wildcards are limited to: objects under tenants/* (the launch handler confines each "
+            "job to its tenant's prefix), the catalog, KMS grant actions on the data key, ECR's "
+            "GetAuthorizationToken, SageMaker's own log streams, PutMetricData in /aws/sagemaker "
+            "namespaces and ENI actions that have no resource-level form, conditioned on the VPC.",
+        )
+        acknowledge(
+            role,
+            "NIST.800.53.R5-IAMNoInlinePolicy",
+            "The execution role's one policy is generated from grants naming each bucket, key and "
+            "repository; it is attached to no other principal.",
+        )
+        return role
+
+    def _grant_launch(self, data_lake: DataLakeStack) -> None:
+        role = self.launch.role
+        self.tenants_table.grant_read_data(role)
+        self.jobs_table.grant_read_write_data(role)
+        data_lake.catalog_bucket.grant_read(role, "algorithms/*")
+        self.requests_queue.grant_send_messages(role)
+        self.requests_dead_letter_queue.grant_send_messages(role)
+        self.sagemaker_role.grant_pass_role(role)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="CreateTenantTrainingJobs",
+                actions=["sagemaker:CreateTrainingJob", "sagemaker:AddTags",
+                         "sagemaker:DescribeTrainingJob"],
+                resources=[
+                    Stack.of(self).format_arn(
+                        service="sagemaker", resource="training-job", resource_name="*"
+                    )
+                ],
+            )
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "Training job names are the job ids the portal creates, so CreateTrainingJob is "
+            "allowed on training-job/* in this account and region; table index and catalog "
+            "wildcards come from grant_* calls on named resources.",
+        )
+
+    def _grant_job_events(self) -> None:
+        role = self.job_events.role
+        self.jobs_table.grant_read_write_data(role)
+        self.notifications_table.grant_read_write_data(role)
+        self.notifications_topic.grant_publish(role)
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "The only wildcards are the jobs table's index ARNs and KMS actions that grant_* "
+            "writes for the named table, key and topic.",
+        )
+
+
+def _vpc_arn(stack: Stack, vpc: ec2.IVpc) -> str:
+    return stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)
+
