@@ -18,7 +18,8 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 .PHONY: help install synth diff deploy destroy test lint format clean
 
 help:
-	@echo "make synth   synthesize every stack of ENV=$(ENV) into cdk.out, with both nag packs"
+	@echo "make synth   synthesize every stack of ENV=$(ENV) into cdk.out, with both nag packs,"
+	@echo "             and write cdk.out/compliance-report.md"
 	@echo "make test    run the whole test suite (snapshots, nag, cfn-lint, handlers, portal)"
 	@echo "make lint    ruff and mypy"
 	@echo "make diff | deploy | destroy   ENV=<name>, with AWS credentials"
@@ -38,6 +39,7 @@ node_modules/.installed: package.json package-lock.json
 synth: install
 	rm -rf cdk.out
 	$(CDK) synth --quiet $(CDK_FLAGS)
+	$(BIN)/python scripts/compliance_report.py cdk.out
 	$(BIN)/python scripts/synth_summary.py cdk.out
 
 diff: install

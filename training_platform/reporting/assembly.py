@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 VALIDATION_REPORT = "validation-report.json"
+COMPLIANCE_REPORT = "compliance-report.md"
+"""Written next to the templates by ``scripts/compliance_report.py``."""
 
 
 @dataclass(frozen=True)
@@ -135,3 +137,21 @@ def load_validation_report(assembly: Path, stacks: list[StackArtifact]) -> Valid
     return ValidationReport(
         plugins=tuple(plugins), acknowledged=tuple(acknowledged), violations=tuple(violations)
     )
+
+
+def construct_classes(assembly: Path) -> dict[str, str]:
+    """Construct path -> fully qualified class name, from the assembly's construct tree
+    (``tree.json``); empty when synth wrote no tree."""
+    manifest = json.loads((assembly / "manifest.json").read_text())
+    files = [
+        a["properties"]["file"] for a in manifest["artifacts"].values() if a["type"] == "cdk:tree"
+    ]
+    classes: dict[str, str] = {}
+    pending = [json.loads((assembly / f).read_text())["tree"] for f in files]
+    while pending:
+        node = pending.pop()
+        fqn = node.get("constructInfo", {}).get("fqn")
+        if fqn:
+            classes[node["path"]] = fqn
+        pending += node.get("children", {}).values()
+    return classes

@@ -4,8 +4,8 @@ cdk-nag 3 reports only findings (violations and acknowledged ones) through aws-c
 validation report; it has no logger or report of compliant rules any more. So this module runs the
 same cdk-nag version, in Node, over the synthesized templates (``nag_rules.js``) and records, per
 stack, pack, rule and resource, whether the rule applied (returned anything but N/A) and whether
-the resource complied. The JavaScript comes from the jsii tarballs that the installed Python packages already ship, so the
-rules are exactly the ones synth ran, and no npm package is added.
+the resource complied. The JavaScript comes from the jsii tarballs that the installed Python
+packages already ship, so the rules are exactly the ones synth ran, and no npm package is added.
 """
 
 from __future__ import annotations
