@@ -255,7 +255,10 @@ def _pack_section(pack: PackResult) -> list[str]:
     if pack.unacknowledged:
         lines += ["#### Unacknowledged findings", "", *_findings_table(pack.unacknowledged)]
     lines += ["#### Acknowledged findings", ""]
-    lines += _findings_table(pack.acknowledged) if pack.acknowledged else ["None.", ""]
+    if pack.acknowledged:
+        lines += _findings_table(pack.acknowledged)
+    else:
+        lines += ["No finding of this pack needed an acknowledgement in this stack.", ""]
     lines += ["#### Rules passed", ""]
     if not pack.evaluated:
         lines += [f"Not evaluated: {pack.pack} is not a cdk-nag pack.", ""]
