@@ -15,10 +15,12 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_VALIDATION := false
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install build synth diff deploy destroy test lint format clean
+.PHONY: help install build synth diagram diff deploy destroy test lint format clean
 
 help:
-	@echo "make synth   synthesize every stack of ENV=$(ENV) into cdk.out, with both nag packs"
+	@echo "make synth   synthesize every stack of ENV=$(ENV) into cdk.out, with both nag packs,"
+	@echo "             and write cdk.out/compliance-report.md"
+	@echo "make diagram redraw README.md's architecture diagram from the example environment"
 	@echo "make test    run the whole test suite (snapshots, nag, cfn-lint, handlers, portal)"
 	@echo "make lint    ruff and mypy"
 	@echo "make diff | deploy | destroy   ENV=<name>, with AWS credentials"
@@ -51,7 +53,15 @@ $(LAYER_STAMP): lambda/requirements.txt $(VENV)/.installed
 synth: install build
 	rm -rf cdk.out
 	$(CDK) synth --quiet $(CDK_FLAGS)
+	$(BIN)/python scripts/compliance_report.py cdk.out
 	$(BIN)/python scripts/synth_summary.py cdk.out
+
+# The README's picture is drawn from the example environment, synthesized the way the tests
+# synthesize it (app.py without the CLI), so that tests/test_architecture.py compares like with like.
+diagram: install build
+	rm -rf build/diagram.out
+	CDK_OUTDIR=build/diagram.out $(BIN)/python app.py
+	$(BIN)/python scripts/architecture.py build/diagram.out --readme README.md
 
 diff: install
 	$(CDK) diff --all $(CDK_FLAGS)
