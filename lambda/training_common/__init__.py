@@ -46,6 +46,13 @@ from .models import (
     to_dynamo_value,
     to_item,
 )
+from .queues import (
+    SQS_MAX_DELAY_SECONDS,
+    SQS_MAX_VISIBILITY_TIMEOUT_SECONDS,
+    QueueMessage,
+    backoff_seconds,
+    send_to_dead_letter_queue,
+)
 from .repositories import (
     JOBS_BY_CREATED_AT_INDEX,
     CatalogError,
@@ -66,6 +73,7 @@ from .status import (
     is_final,
 )
 from .validation import (
+    RESERVED_PREFIX,
     TRANSIENT_PROBLEMS,
     Problem,
     ProblemCode,
@@ -82,7 +90,10 @@ __all__ = [
     "JOBS_BY_CREATED_AT_INDEX",
     "JOB_ID_PATTERN",
     "MAX_RUNTIME_LIMIT_SECONDS",
+    "RESERVED_PREFIX",
     "RUNNING_STATUSES",
+    "SQS_MAX_DELAY_SECONDS",
+    "SQS_MAX_VISIBILITY_TIMEOUT_SECONDS",
     "TENANT_ID_PATTERN",
     "TRANSIENT_PROBLEMS",
     "CatalogEntry",
@@ -99,6 +110,7 @@ __all__ = [
     "NotificationRepository",
     "Problem",
     "ProblemCode",
+    "QueueMessage",
     "StatusChange",
     "Tenant",
     "TenantRepository",
@@ -107,6 +119,7 @@ __all__ = [
     "UtcDatetime",
     "ValidationResult",
     "allowed_predecessors",
+    "backoff_seconds",
     "can_transition",
     "catalog_key",
     "check_request",
@@ -128,6 +141,7 @@ __all__ = [
     "output_prefix",
     "parse_iso_utc",
     "s3_uri",
+    "send_to_dead_letter_queue",
     "tenant_prefix",
     "to_dynamo_value",
     "to_item",

@@ -32,8 +32,12 @@ class ProblemCode(StrEnum):
     RUNTIME_TOO_LONG = "RUNTIME_TOO_LONG"
     SPOT_NOT_SUPPORTED = "SPOT_NOT_SUPPORTED"
     DATASET_OUTSIDE_TENANT = "DATASET_OUTSIDE_TENANT"
+    HYPERPARAMETER_RESERVED = "HYPERPARAMETER_RESERVED"
     RUNNING_JOBS_LIMIT = "RUNNING_JOBS_LIMIT"
 
+
+RESERVED_PREFIX = "sagemaker_"
+"""Hyperparameters SageMaker's framework containers interpret (code location, entry point)."""
 
 TRANSIENT_PROBLEMS: frozenset[ProblemCode] = frozenset({ProblemCode.RUNNING_JOBS_LIMIT})
 """Problems that go away by themselves: the request may be retried later unchanged."""
@@ -115,6 +119,15 @@ def validate_request(
             )
         )
     problems.extend(_algorithm_problems(request, tenant, algorithm))
+    reserved = sorted(key for key in request.hyperparameters if key.startswith(RESERVED_PREFIX))
+    if reserved:
+        problems.append(
+            Problem(
+                ProblemCode.HYPERPARAMETER_RESERVED,
+                f"Hyperparameters starting with '{RESERVED_PREFIX}' are set by the platform and "
+                f"can't be submitted: remove {', '.join(reserved)}.",
+            )
+        )
     if request.instance_type not in tenant.allowed_instance_types:
         problems.append(
             Problem(
