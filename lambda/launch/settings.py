@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from training_common import SQS_MAX_DELAY_SECONDS, SQS_MAX_VISIBILITY_TIMEOUT_SECONDS
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from training_common import (
+    SQS_MAX_DELAY_SECONDS,
+    SQS_MAX_VISIBILITY_TIMEOUT_SECONDS,
+    settings_from_env,
+)
 
 
 class LaunchSettings(BaseModel):
@@ -66,13 +70,4 @@ class LaunchSettings(BaseModel):
             "spot_wait_factor": "SPOT_MAX_WAIT_FACTOR",
             "catalog_cache_seconds": "CATALOG_CACHE_SECONDS",
         }
-        values = {field: environ[var] for field, var in names.items() if var in environ}
-        try:
-            return cls.model_validate(values)
-        except ValidationError as error:
-            problems = [
-                f"{names.get(str(item['loc'][0]), item['loc'][0]) if item['loc'] else '?'}: "
-                f"{item['msg']}"
-                for item in error.errors(include_url=False, include_input=False)
-            ]
-            raise ValueError("invalid launch handler environment: " + "; ".join(problems)) from None
+        return settings_from_env(cls, names, environ)

@@ -5,6 +5,7 @@ portal's first check and the launch handler's second) and small boto3 repositori
 pydantic and boto3. The public names below are stable: the portal imports them.
 """
 
+from .env import settings_from_env
 from .ids import (
     ALGORITHM_ID_PATTERN,
     JOB_ID_PATTERN,
@@ -142,6 +143,7 @@ __all__ = [
     "parse_iso_utc",
     "s3_uri",
     "send_to_dead_letter_queue",
+    "settings_from_env",
     "tenant_prefix",
     "to_dynamo_value",
     "to_item",
