@@ -43,7 +43,7 @@ from .events import (
 )
 from .settings import JobEventsSettings
 
-logger = Logger(child=True)
+logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 

@@ -41,7 +41,7 @@ from training_common import (
 from .settings import LaunchSettings
 from .training_job import build_create_training_job_request
 
-logger = Logger(child=True)
+logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 
@@ -316,7 +316,8 @@ class LaunchService:
             request = TrainingRequest.model_validate_json(message.body)
         except ValidationError:
             return
-        cause = _error_code(error) if isinstance(error, ClientError) else type(error).__name__
+        root = error.__cause__ if isinstance(error, RetryLaterError) else error
+        cause = _error_code(root) if isinstance(root, ClientError) else type(root).__name__
         reason = (
             f"The platform could not start the job after {message.receive_count} attempts "
             f"(last error: {cause}); the request went to the dead-letter queue, where the "
