@@ -198,7 +198,9 @@ class JobEventsService:
         self.notifications.mark_published(job.tenant_id, notification.notification_id)
         metrics.add_metric(name="NotificationsPublished", unit=MetricUnit.Count, value=1)
         logger.info(
-            "Notification published", notification_id=notification.notification_id, created=created
+            "Notification published",
+            notification_id=notification.notification_id,
+            first_delivery=created,
         )
         return notification.model_copy(update={"published": True})
 

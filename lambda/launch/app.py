@@ -22,7 +22,9 @@ from training_common import QueueMessage
 from .service import LaunchService, logger, metrics, tracer
 from .settings import LaunchSettings
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every record failed still answers with a partial batch response, so the
+# per-message back-off set on each record is what SQS applies.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @functools.cache

@@ -204,8 +204,8 @@ def describe_schema_errors(error: ValidationError) -> list[str]:
     """One readable line per pydantic error (``"field: problem"``), for forms and logs."""
     lines = []
     for item in error.errors(include_url=False, include_input=False):
-        location = ".".join(str(part) for part in item["loc"]) or "request"
-        lines.append(f"{location}: {item['msg']}")
+        location = ".".join(str(part) for part in item["loc"])
+        lines.append(f"{location}: {item['msg']}" if location else str(item["msg"]))
     return lines
 
 
