@@ -1,0 +1,1 @@
+"""The job-events handler: SageMaker training job state changes (EventBridge via SQS)."""

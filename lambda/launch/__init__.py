@@ -1,0 +1,1 @@
+"""The launch handler: training requests from SQS to SageMaker ``CreateTrainingJob``."""

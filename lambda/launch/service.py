@@ -1,0 +1,342 @@
+"""The launch handler's logic, one training request at a time.
+
+For each message: read it (unreadable -> dead-letter queue with the reason), validate it again
+with ``training_common.check_request``, then either launch it (``CreateTrainingJob``, idempotent:
+job name = job id), defer it (tenant at its running-jobs limit: re-sent with a delay and a
+counter), reject it (job record REJECTED with the tenant-readable reason), or leave it on the
+queue with back-off (SageMaker throttling or account limits). Exceptions mean "retry this
+message": ``BatchProcessor`` reports it in ``batchItemFailures``. On the last receive before SQS
+moves a message to the dead-letter queue the job record is marked FAILED, saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+from training_common import (
+    CatalogRepository,
+    JobRepository,
+    JobStatus,
+    QueueMessage,
+    TenantRepository,
+    TrainingRequest,
+    ValidationResult,
+    backoff_seconds,
+    check_request,
+    describe_schema_errors,
+    is_job_id_of_tenant,
+    send_to_dead_letter_queue,
+)
+
+from .settings import LaunchSettings
+from .training_job import build_create_training_job_request
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+HANDLER_NAME = "launch"
+DEFERRALS_ATTRIBUTE = "quota_deferrals"
+RETRYABLE_SAGEMAKER_ERRORS = frozenset({"ThrottlingException", "ResourceLimitExceeded"})
+_ARN = re.compile(r"arn:aws[a-zA-Z-]*:[^\s'\"]+")
+
+
+class Outcome(StrEnum):
+    """What the handler did with one message (the message is acknowledged in every case)."""
+
+    LAUNCHED = "LAUNCHED"
+    ALREADY_HANDLED = "ALREADY_HANDLED"
+    DEFERRED = "DEFERRED"
+    REJECTED = "REJECTED"
+    FAILED = "FAILED"
+    DEAD_LETTERED = "DEAD_LETTERED"
+
+
+class RetryLaterError(Exception):
+    """Leave the message on the queue; its visibility timeout already holds the back-off."""
+
+
+@dataclass
+class LaunchService:
+    """Launches training requests; every AWS client and repository is injected."""
+
+    settings: LaunchSettings
+    tenants: TenantRepository
+    jobs: JobRepository
+    catalog: CatalogRepository
+    sagemaker: Any
+    sqs: Any
+
+    @classmethod
+    def from_settings(
+        cls, settings: LaunchSettings, session: boto3.Session | None = None
+    ) -> LaunchService:
+        """Build the service with boto3 clients from ``session`` (default: a new session)."""
+        session = session or boto3.Session()
+        retries = Config(retries={"mode": "standard", "max_attempts": 3})
+        return cls(
+            settings=settings,
+            tenants=TenantRepository.from_table_name(settings.tenants_table, session),
+            jobs=JobRepository.from_table_name(settings.jobs_table, session),
+            catalog=CatalogRepository(
+                session.client("s3"), settings.catalog_bucket, settings.catalog_cache_seconds
+            ),
+            sagemaker=session.client("sagemaker", config=retries),
+            sqs=session.client("sqs"),
+        )
+
+    @tracer.capture_method
+    def handle(self, message: QueueMessage) -> Outcome:
+        """Process one message; raises to leave it on the queue for another attempt."""
+        try:
+            return self._handle(message)
+        except Exception as error:
+            if message.receive_count >= self.settings.max_receive_count:
+                self._mark_dead_lettered(message, error)
+            raise
+
+    def _handle(self, message: QueueMessage) -> Outcome:
+        request = self._parse(message)
+        if request is None:
+            return Outcome.DEAD_LETTERED
+        with logger.append_context_keys(tenant_id=request.tenant_id, job_id=request.job_id):
+            return self._launch(message, request)
+
+    def _parse(self, message: QueueMessage) -> TrainingRequest | None:
+        try:
+            return TrainingRequest.model_validate_json(message.body)
+        except ValidationError as error:
+            problems = describe_schema_errors(error)
+        reason = "unreadable training request: " + "; ".join(problems)
+        self._dead_letter(message, reason)
+        self._fail_unreadable(message.body, reason)
+        return None
+
+    def _fail_unreadable(self, body: str, reason: str) -> None:
+        """Tell the tenant, when the broken body still names a queued job of a valid tenant."""
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return
+        if not isinstance(data, dict):
+            return
+        tenant_id, job_id = data.get("tenant_id"), data.get("job_id")
+        if not (
+            isinstance(tenant_id, str)
+            and isinstance(job_id, str)
+            and is_job_id_of_tenant(job_id, tenant_id)
+        ):
+            return
+        self.jobs.transition(
+            tenant_id,
+            job_id,
+            JobStatus.FAILED,
+            from_statuses={JobStatus.QUEUED},
+            failure_reason="The platform could not read this job's request, so it was not "
+            "started; it was set aside for the platform team. Please submit the job again.",
+        )
+        logger.warning("Unreadable request names a job", tenant_id=tenant_id, job_id=job_id)
+
+    def _dead_letter(self, message: QueueMessage, reason: str) -> None:
+        dlq_id = send_to_dead_letter_queue(
+            self.sqs, self.settings.requests_dlq_url, message, reason=reason, handler=HANDLER_NAME
+        )
+        metrics.add_metric(name="RequestsDeadLettered", unit=MetricUnit.Count, value=1)
+        logger.error(
+            "Message sent to the dead-letter queue",
+            reason=reason,
+            message_id=message.message_id,
+            dlq_message_id=dlq_id,
+        )
+
+    def _launch(self, message: QueueMessage, request: TrainingRequest) -> Outcome:
+        job = self.jobs.get(request.tenant_id, request.job_id)
+        if job is None:
+            self._dead_letter(message, "no job record for this request")
+            return Outcome.DEAD_LETTERED
+        if job.status != JobStatus.QUEUED:
+            logger.info("Job already handled", status=job.status.value)
+            return Outcome.ALREADY_HANDLED
+        deferrals = message.int_attribute(DEFERRALS_ATTRIBUTE)
+        attempts = deferrals + message.receive_count
+        if message.receive_count > 1:
+            arn = self._existing_training_job_arn(request.job_id)
+            if arn is not None:
+                return self._mark_starting(request, arn, attempts)
+        result = check_request(request, tenants=self.tenants, jobs=self.jobs, catalog=self.catalog)
+        if result.only_transient:
+            return self._defer(message, request, result, deferrals)
+        if not result.ok:
+            return self._reject(request, result.reason, attempts, result)
+        algorithm = self.catalog.get(request.algorithm_id)
+        if algorithm is None:  # removed from the catalog between the check and now
+            return self._reject(
+                request, f"Algorithm '{request.algorithm_id}' is not in the catalog.", attempts
+            )
+        job_request = build_create_training_job_request(request, algorithm, self.settings)
+        try:
+            arn = self.sagemaker.create_training_job(**job_request)["TrainingJobArn"]
+        except ClientError as error:
+            return self._create_failed(message, request, error, attempts)
+        return self._mark_starting(request, arn, attempts)
+
+    def _existing_training_job_arn(self, job_id: str) -> str | None:
+        try:
+            response = self.sagemaker.describe_training_job(TrainingJobName=job_id)
+        except ClientError as error:
+            if _error_code(error) in {"ValidationException", "ResourceNotFound"}:
+                return None
+            raise
+        return str(response["TrainingJobArn"])
+
+    def _mark_starting(self, request: TrainingRequest, arn: str, attempts: int) -> Outcome:
+        moved = self.jobs.transition(
+            request.tenant_id,
+            request.job_id,
+            JobStatus.STARTING,
+            from_statuses={JobStatus.QUEUED},
+            launch_attempts=attempts,
+            training_job_arn=arn,
+        )
+        if not moved:
+            logger.info("Job record already past QUEUED; SageMaker events got there first")
+        metrics.add_metric(name="JobsLaunched", unit=MetricUnit.Count, value=1)
+        logger.info("Training job created", training_job_arn=arn, attempts=attempts)
+        return Outcome.LAUNCHED
+
+    def _create_failed(
+        self, message: QueueMessage, request: TrainingRequest, error: ClientError, attempts: int
+    ) -> Outcome:
+        code = _error_code(error)
+        text = str(error.response.get("Error", {}).get("Message", ""))
+        if code == "ResourceInUse" or (code == "ValidationException" and "already exists" in text):
+            arn = self._existing_training_job_arn(request.job_id) or ""
+            return self._mark_starting(request, arn, attempts)
+        if code in RETRYABLE_SAGEMAKER_ERRORS:
+            delay = backoff_seconds(
+                message.receive_count,
+                base=self.settings.backoff_base_seconds,
+                cap=self.settings.backoff_max_seconds,
+            )
+            self._change_visibility(message, delay)
+            metrics.add_metric(name="LaunchRetries", unit=MetricUnit.Count, value=1)
+            logger.warning("SageMaker asked to slow down", error_code=code, retry_in_seconds=delay)
+            raise RetryLaterError(f"{code}: retry in {delay} s") from error
+        if code == "ValidationException":
+            reason = "SageMaker did not accept the job: " + _ARN.sub("<arn>", text)
+            self.jobs.transition(
+                request.tenant_id,
+                request.job_id,
+                JobStatus.FAILED,
+                from_statuses={JobStatus.QUEUED},
+                failure_reason=reason,
+                launch_attempts=attempts,
+            )
+            metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+            logger.error("CreateTrainingJob refused the job", error_code=code, error=text)
+            return Outcome.FAILED
+        raise error
+
+    def _change_visibility(self, message: QueueMessage, seconds: int) -> None:
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.settings.requests_queue_url,
+                ReceiptHandle=message.receipt_handle,
+                VisibilityTimeout=seconds,
+            )
+        except ClientError:
+            logger.exception("Could not set the back-off; the queue's own timeout applies")
+
+    def _defer(
+        self,
+        message: QueueMessage,
+        request: TrainingRequest,
+        result: ValidationResult,
+        deferrals: int,
+    ) -> Outcome:
+        if deferrals >= self.settings.max_deferrals:
+            reason = (
+                f"{result.reason} It waited through {deferrals} checks without a free slot, "
+                "so it was not started; submit it again when a running job has finished."
+            )
+            return self._reject(request, reason, deferrals + message.receive_count, result)
+        delay = backoff_seconds(
+            deferrals + 1,
+            base=self.settings.defer_base_seconds,
+            cap=self.settings.defer_max_seconds,
+        )
+        self.sqs.send_message(
+            QueueUrl=self.settings.requests_queue_url,
+            MessageBody=message.body,
+            DelaySeconds=delay,
+            MessageAttributes={
+                DEFERRALS_ATTRIBUTE: {"DataType": "Number", "StringValue": str(deferrals + 1)}
+            },
+        )
+        self.jobs.set_launch_attempts(
+            request.tenant_id, request.job_id, deferrals + message.receive_count
+        )
+        metrics.add_metric(name="JobsDeferred", unit=MetricUnit.Count, value=1)
+        logger.info("Tenant at its running-jobs limit; request deferred", delay_seconds=delay)
+        return Outcome.DEFERRED
+
+    def _reject(
+        self,
+        request: TrainingRequest,
+        reason: str,
+        attempts: int,
+        result: ValidationResult | None = None,
+    ) -> Outcome:
+        self.jobs.transition(
+            request.tenant_id,
+            request.job_id,
+            JobStatus.REJECTED,
+            from_statuses={JobStatus.QUEUED},
+            failure_reason=reason,
+            launch_attempts=attempts,
+        )
+        metrics.add_metric(name="JobsRejected", unit=MetricUnit.Count, value=1)
+        codes = sorted(result.codes) if result else []
+        logger.info("Job rejected", reason=reason, problems=codes)
+        return Outcome.REJECTED
+
+    def _mark_dead_lettered(self, message: QueueMessage, error: Exception) -> None:
+        """Last attempt failed: SQS will move the message to the DLQ; the job record says so."""
+        try:
+            request = TrainingRequest.model_validate_json(message.body)
+        except ValidationError:
+            return
+        root = error.__cause__ if isinstance(error, RetryLaterError) else error
+        cause = _error_code(root) if isinstance(root, ClientError) else type(root).__name__
+        reason = (
+            f"The platform could not start the job after {message.receive_count} attempts "
+            f"(last error: {cause}); the request went to the dead-letter queue, where the "
+            "platform team can inspect and redrive it."
+        )
+        try:
+            self.jobs.transition(
+                request.tenant_id,
+                request.job_id,
+                JobStatus.FAILED,
+                from_statuses={JobStatus.QUEUED},
+                failure_reason=reason,
+            )
+        except Exception:
+            logger.exception("Could not mark the job FAILED before the dead-letter queue")
+            return
+        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+        logger.error("Last attempt failed; message goes to the dead-letter queue", reason=reason)
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
