@@ -158,6 +158,7 @@ class TrainingStack(Stack):
             ],
         )
 
+        subnet_ids = vpc.select_subnets(private_subnets).subnet_ids
         layer = dependencies_layer(self, "Dependencies")
         common = {
             "TENANTS_TABLE": self.tenants_table.table_name,
@@ -188,9 +189,7 @@ class TrainingStack(Stack):
                 "TRAINING_REQUESTS_DLQ_URL": self.requests_dead_letter_queue.queue_url,
                 "MAX_RECEIVE_COUNT": str(settings.max_receive_count),
                 "SAGEMAKER_ROLE_ARN": self.sagemaker_role.role_arn,
-                "TRAINING_SUBNET_IDS": ",".join(
-                    vpc.select_subnets(private_subnets).subnet_ids
-                ),
+                "TRAINING_SUBNET_IDS": ",".join(subnet_ids),
                 "TRAINING_SECURITY_GROUP_IDS": training_security_group.security_group_id,
                 "TRAINING_KMS_KEY_ARN": data_lake.data_key.key_arn,
             },
@@ -203,10 +202,16 @@ class TrainingStack(Stack):
             description="Applies SageMaker training job state changes and notifies tenants",
             timeout=EVENTS_TIMEOUT,
             reserved_concurrency=settings.events_concurrency,
-            environment={**common, "NOTIFICATIONS_TOPIC_ARN": self.notifications_topic.topic_arn},
+            environment={
+                **common,
+                "NOTIFICATIONS_TOPIC_ARN": self.notifications_topic.topic_arn,
+                "JOB_EVENTS_DLQ_URL": self.events_dead_letter_queue.queue_url,
+            },
             **function_settings,  # type: ignore[arg-type]
         )
-        self._grant_launch(data_lake)
+        self._grant_launch(
+            data_lake, subnet_ids=subnet_ids, security_group=training_security_group
+        )
         self._grant_job_events()
 
         for function, queue in (
@@ -224,8 +229,8 @@ class TrainingStack(Stack):
 
         for name, value in {
             "TrainingRequestsQueueUrl": self.requests_queue.queue_url,
-            "TrainingRequestsDeadLetterQueueArn": self.requests_dead_letter_queue.queue_arn,
-            "JobEventsDeadLetterQueueArn": self.events_dead_letter_queue.queue_arn,
+            "TrainingRequestsDlqArn": self.requests_dead_letter_queue.queue_arn,
+            "JobEventsDlqArn": self.events_dead_letter_queue.queue_arn,
             "JobsTableName": self.jobs_table.table_name,
             "AlgorithmsRepositoryUri": self.algorithms_repository.repository_uri,
         }.items():
@@ -366,39 +371,75 @@ class TrainingStack(Stack):
         )
         return role
 
-    def _grant_launch(self, data_lake: DataLakeStack) -> None:
+    def _grant_launch(
+        self,
+        data_lake: DataLakeStack,
+        *,
+        subnet_ids: list[str],
+        security_group: ec2.ISecurityGroup,
+    ) -> None:
         role = self.launch.role
-        self.tenants_table.grant_read_data(role)
-        self.jobs_table.grant_read_write_data(role)
+        self.tenants_table.grant(role, "dynamodb:GetItem")
+        self.jobs_table.grant(role, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem")
         data_lake.catalog_bucket.grant_read(role, "algorithms/*")
-        self.requests_queue.grant_send_messages(role)
-        self.requests_dead_letter_queue.grant_send_messages(role)
-        self.sagemaker_role.grant_pass_role(role)
+        self.requests_queue.grant_send_messages(role)  # deferral of a busy tenant's request
+        self.requests_dead_letter_queue.grant_send_messages(role)  # malformed messages
         role.add_to_policy(
             iam.PolicyStatement(
-                sid="CreateTenantTrainingJobs",
-                actions=["sagemaker:CreateTrainingJob", "sagemaker:AddTags",
-                         "sagemaker:DescribeTrainingJob"],
-                resources=[
-                    Stack.of(self).format_arn(
-                        service="sagemaker", resource="training-job", resource_name="*"
-                    )
-                ],
+                sid="PassTheExecutionRoleToSageMakerOnly",
+                actions=["iam:PassRole"],
+                resources=[self.sagemaker_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        training_jobs = Stack.of(self).format_arn(
+            service="sagemaker", resource="training-job", resource_name="*"
+        )
+        # IAM itself refuses a training job that is not network isolated, outside the training
+        # security group and subnets, or without the data key on its volumes and output.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="CreateIsolatedTrainingJobsOnly",
+                actions=["sagemaker:CreateTrainingJob"],
+                resources=[training_jobs],
+                conditions={
+                    "Bool": {"sagemaker:NetworkIsolation": "true"},
+                    "ForAllValues:StringEquals": {
+                        "sagemaker:VpcSecurityGroupIds": [security_group.security_group_id],
+                        "sagemaker:VpcSubnets": subnet_ids,
+                    },
+                    "StringEquals": {
+                        "sagemaker:VolumeKmsKey": data_lake.data_key.key_arn,
+                        "sagemaker:OutputKmsKey": data_lake.data_key.key_arn,
+                    },
+                    "Null": {"sagemaker:VpcSubnets": "false", "aws:RequestTag/tenant": "false"},
+                },
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="TagAndDescribeTrainingJobs",
+                actions=["sagemaker:AddTags", "sagemaker:DescribeTrainingJob"],
+                resources=[training_jobs],
             )
         )
         acknowledge(
             role,
             "AwsSolutions-IAM5",
-            "Training job names are the job ids the portal creates, so CreateTrainingJob is "
-            "allowed on training-job/* in this account and region; table index and catalog "
-            "wildcards come from grant_* calls on named resources.",
+            "Training job names are job ids that the portal creates, so the statements name "
+            "training-job/* in this account and region, and creation is conditioned on network "
+            "isolation, the training subnets and group, and the data key; the other wildcards "
+            "are the catalog's algorithms/* and the jobs table's indexes, from grants.",
         )
 
     def _grant_job_events(self) -> None:
         role = self.job_events.role
-        self.jobs_table.grant_read_write_data(role)
-        self.notifications_table.grant_read_write_data(role)
+        self.jobs_table.grant(role, "dynamodb:GetItem", "dynamodb:UpdateItem")
+        self.notifications_table.grant(
+            role, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"
+        )
         self.notifications_topic.grant_publish(role)
+        self.events_dead_letter_queue.grant_send_messages(role)  # malformed events
         acknowledge(
             role,
             "AwsSolutions-IAM5",
