@@ -25,10 +25,11 @@ from training_platform.config import TrainingSettings
 from training_platform.constructs.handler import PlatformFunction, dependencies_layer
 from training_platform.constructs.logs import LogsKey
 from training_platform.constructs.nag import acknowledge
-from training_platform.constructs.tenant_access import tenant_table_statements
+from training_platform.constructs.tenant_access import tenant_table_policy
 from training_platform.stacks.data_lake import DataLakeStack
 
 LAUNCH_TIMEOUT = Duration.seconds(60)
+JOBS_BY_CREATED_AT = "ByCreatedAt"  # training_common.JOBS_BY_CREATED_AT_INDEX
 EVENTS_TIMEOUT = Duration.seconds(30)
 
 
@@ -82,7 +83,7 @@ class TrainingStack(Stack):
         self.jobs_table = self._table("Jobs", sort_key="job_id", production=production,
                                       removal_policy=removal_policy)
         self.jobs_table.add_global_secondary_index(
-            index_name="ByCreatedAt",
+            index_name=JOBS_BY_CREATED_AT,
             partition_key=dynamodb.Attribute(name="tenant_id", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="created_at", type=dynamodb.AttributeType.STRING),
             projection_type=dynamodb.ProjectionType.ALL,
@@ -92,15 +93,24 @@ class TrainingStack(Stack):
             removal_policy=removal_policy,
         )
 
-        # Tenants' DynamoDB access: only their own partition (see DataLake's tenant role).
-        iam.Policy(
+        # Tenants' DynamoDB access: only their own partition (see DataLake's tenant role). The
+        # policy lives here, with the tables, so the DataLake stack never depends on this one.
+        tenant_tables = tenant_table_policy(
             self,
             "TenantTablesPolicy",
-            roles=[data_lake.tenant_role],
-            statements=tenant_table_statements(
-                [self.tenants_table, self.jobs_table, self.notifications_table],
-                key=self.key,
-            ),
+            role=data_lake.tenant_role,
+            tables=[self.tenants_table, self.jobs_table, self.notifications_table],
+            indexes=[(self.jobs_table, JOBS_BY_CREATED_AT)],
+        )
+        tenant_tables.add_statements(
+            iam.PolicyStatement(
+                sid="TableKeyThroughDynamoDbOnly",
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
+                resources=[self.key.key_arn],
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"dynamodb.{self.region}.amazonaws.com"}
+                },
+            )
         )
 
         self.notifications_topic = sns.Topic(
