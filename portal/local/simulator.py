@@ -10,6 +10,7 @@ SageMaker would and a notification. ``StopTrainingJob`` (which moto lacks) is an
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -88,7 +89,7 @@ class JobSimulator:
         session.events.register("before-call.sagemaker.StopTrainingJob", self._on_stop)
 
     def _on_stop(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
-        name = params["TrainingJobName"]
+        name = json.loads(params["body"])["TrainingJobName"]  # the serialized request
         with self._lock:
             running = self._running.get(name)
             if running is not None:

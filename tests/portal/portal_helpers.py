@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ class AwsCalls:
             self.assumed_keys.append(parsed["Credentials"]["AccessKeyId"])
 
         def stop(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
-            self.stops.append((params["TrainingJobName"], key))
+            self.stops.append((json.loads(params["body"])["TrainingJobName"], key))
             return AWSResponse("https://sagemaker.test/", 200, {}, None), {}
 
         session.events.register("provide-client-params.*.*", record)
