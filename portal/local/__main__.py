@@ -17,8 +17,11 @@ def main() -> None:
     with LocalPortal(port=args.port) as portal:
         print(f"Local portal: {portal.url}/local/sign-in", flush=True)
         print(f"moto_server:  {portal.moto.url}", flush=True)
-        print("Users: alice@acme.example (acme), gina@globex.example (globex), "
-              "admin@platform.example (admins). Ctrl-C stops.", flush=True)
+        print(
+            "Users: alice@acme.example (acme), gina@globex.example (globex), "
+            "admin@platform.example (admins). Ctrl-C stops.",
+            flush=True,
+        )
         portal.wait()
 
 

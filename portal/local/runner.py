@@ -1,4 +1,4 @@
-"""The local stack as one object: used by ``python -m local``, the browser test and the benchmark."""
+"""The local stack as one object, for ``python -m local``, the browser test and the benchmark."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class LocalPortal:
     def __enter__(self) -> LocalPortal:
         for name, value in {
             "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's dummy credentials
+            "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": REGION,
         }.items():
             os.environ.setdefault(name, value)

@@ -119,7 +119,7 @@ class LocalSignIn:
         def page() -> HTMLResponse:
             options = "\n".join(
                 f'<label class="check"><input type="radio" name="username" value="{u.username}"'
-                f'{" checked" if i == 0 else ""}> {u.email} '
+                f"{' checked' if i == 0 else ''}> {u.email} "
                 f"({'tenant ' + u.tenant_id if u.tenant_id else 'no tenant'}"
                 f"{', ' + ', '.join(u.groups) if u.groups else ''})</label>"
                 for i, u in enumerate(self.users.values())

@@ -168,7 +168,9 @@ class JobSimulator:
         self.jobs.apply_state_update(
             job.tenant_id,
             job.job_id,
-            JobStateUpdate(status=status, event_time=utc_now(), secondary_status=secondary, **extra),
+            JobStateUpdate(
+                status=status, event_time=utc_now(), secondary_status=secondary, **extra
+            ),
         )
 
     def _finish(self, job: _Running, status: JobStatus, secondary: str) -> None:

@@ -44,7 +44,8 @@ from training_common import (
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 ALB_ARN = (
-    f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:loadbalancer/app/portal-local/0123456789abcdef"
+    f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}"
+    ":loadbalancer/app/portal-local/0123456789abcdef"
 )
 
 
@@ -97,7 +98,7 @@ class MotoServer:
 
 
 def _client(session: boto3.Session, service: str, endpoint_url: str | None) -> Any:
-    return session.client(service, region_name=REGION, endpoint_url=endpoint_url)  # type: ignore[call-overload]
+    return session.client(service, region_name=REGION, endpoint_url=endpoint_url)
 
 
 def create_resources(session: boto3.Session, endpoint_url: str | None = None) -> PortalSettings:
@@ -146,17 +147,17 @@ def create_resources(session: boto3.Session, endpoint_url: str | None = None) ->
         ],
         BillingMode="PAY_PER_REQUEST",
     )
-    buckets = {"data": "platform-data", "artifacts": "platform-artifacts", "catalog": "platform-catalog"}
+    buckets = {
+        "data": "platform-data",
+        "artifacts": "platform-artifacts",
+        "catalog": "platform-catalog",
+    }
     for bucket in buckets.values():
-        s3.create_bucket(
-            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
-        )
-    queue_url = _client(session, "sqs", endpoint_url).create_queue(
-        QueueName="training-requests"
-    )["QueueUrl"]
-    topic_arn = _client(session, "sns", endpoint_url).create_topic(Name="notifications")[
-        "TopicArn"
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    queue_url = _client(session, "sqs", endpoint_url).create_queue(QueueName="training-requests")[
+        "QueueUrl"
     ]
+    topic_arn = _client(session, "sns", endpoint_url).create_topic(Name="notifications")["TopicArn"]
     role_arn = _client(session, "iam", endpoint_url).create_role(
         RoleName="portal-tenant-access",
         AssumeRolePolicyDocument=json.dumps(
@@ -202,6 +203,10 @@ def create_resources(session: boto3.Session, endpoint_url: str | None = None) ->
     )
 
 
+def _metric(name: str, regex: str) -> MetricDefinition:
+    return MetricDefinition.model_validate({"Name": name, "Regex": regex})
+
+
 CATALOG = [
     CatalogEntry(
         id="xgboost",
@@ -209,7 +214,7 @@ CATALOG = [
         description="Gradient-boosted trees for tabular classification and regression.",
         image_uri="685385470294.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-xgboost:1.7-1",
         default_hyperparameters={"num_round": "100", "objective": "binary:logistic"},
-        metric_definitions=[MetricDefinition(Name="validation:auc", Regex=r"auc:([0-9.]+)")],
+        metric_definitions=[_metric("validation:auc", r"auc:([0-9.]+)")],
         supported_instance_types=["ml.m5.large", "ml.m5.xlarge", "ml.c5.2xlarge"],
         supports_spot=True,
         input_content_type="text/csv",
@@ -220,7 +225,7 @@ CATALOG = [
         description="Linear models for regression and classification.",
         image_uri="438346466558.dkr.ecr.eu-west-1.amazonaws.com/linear-learner:1",
         default_hyperparameters={"predictor_type": "regressor", "epochs": "15"},
-        metric_definitions=[MetricDefinition(Name="test:mse", Regex=r"mse=([0-9.]+)")],
+        metric_definitions=[_metric("test:mse", r"mse=([0-9.]+)")],
         supported_instance_types=["ml.m5.large", "ml.m5.xlarge"],
         supports_spot=False,
         input_content_type="text/csv",
@@ -231,7 +236,7 @@ CATALOG = [
         description="Random cut forest over sensor time series from smart products.",
         image_uri=f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/anomaly-detector:2.1.0",
         default_hyperparameters={"num_trees": "50", "num_samples_per_tree": "256"},
-        metric_definitions=[MetricDefinition(Name="test:f1", Regex=r"f1=([0-9.]+)")],
+        metric_definitions=[_metric("test:f1", r"f1=([0-9.]+)")],
         supported_instance_types=[],
         supports_spot=True,
         input_content_type="application/x-recordio-protobuf",

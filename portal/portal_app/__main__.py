@@ -1,7 +1,8 @@
 """The deployed entry point: ``python -m portal_app`` (settings from the environment).
 
-Listens on ``settings.port`` (``PORT``, default 8080) on all interfaces; the instance's security group admits only
-the ALB. Proxy headers are trusted so links and redirects use the ALB's scheme and host.
+Listens on ``settings.port`` (``PORT``, default 8080) on all interfaces; the instance's
+security group admits only the ALB. Proxy headers are trusted so links and redirects use the
+ALB's scheme and host.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ class AwsClients:
 
     def _client(self, session: boto3.Session, service: str) -> Any:
         return session.client(
-            service,  # type: ignore[call-overload]
+            service,
             region_name=self.settings.aws_region,
             endpoint_url=self.endpoint_url,
             config=_S3_CONFIG if service == "s3" else _BOTO_CONFIG,
@@ -96,7 +96,7 @@ class AwsClients:
 
     def _resource(self, session: boto3.Session, service: str) -> Any:
         return session.resource(
-            service,  # type: ignore[call-overload]
+            service,
             region_name=self.settings.aws_region,
             endpoint_url=self.endpoint_url,
             config=_BOTO_CONFIG,

@@ -95,74 +95,86 @@ def error_response(
     templates = getattr(request.app.state, "templates", None)
     if templates is None:  # pragma: no cover - only if the app failed half-way through start-up
         return HTMLResponse(f"<h1>{status}</h1><p>{message}</p>", status_code=status)
-    return templates.TemplateResponse(
+    page: Response = templates.TemplateResponse(
         request,
         "error.html",
         {"status": status, "message": message, "details": details, "identity": None},
         status_code=status,
     )
+    return page
+
+
+async def _portal(request: Request, exc: PortalError) -> Response:
+    return error_response(request, exc.status_code, exc.message, exc.details)
+
+
+async def _auth(request: Request, exc: AuthError) -> Response:
+    log.warning("identity rejected", extra={"reason": str(exc), "path": request.url.path})
+    sign_in_url = getattr(getattr(request.app.state, "portal", None), "sign_in_url", None)
+    if sign_in_url and not wants_json(request):
+        return RedirectResponse(sign_in_url, status_code=303)
+    return error_response(request, 401, f"Not signed in: {exc}.")
+
+
+async def _csrf(request: Request, exc: CsrfError) -> Response:
+    return error_response(request, 403, f"Request refused: {exc}.")
+
+
+async def _validation(request: Request, exc: RequestValidationError) -> Response:
+    details = [
+        f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
+        for err in exc.errors()
+    ]
+    return error_response(request, 400, "The request is invalid.", details)
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+    message = exc.detail if isinstance(exc.detail, str) else "The request failed."
+    if exc.status_code == 404 and message == "Not Found":
+        message = "There is no page at this address."
+    if exc.status_code == 405:
+        message = "This address does not accept that method."
+    return error_response(request, exc.status_code, message)
+
+
+async def _catalog(request: Request, exc: CatalogError) -> Response:
+    log.error("invalid catalog document", extra={"error": str(exc)})
+    return error_response(
+        request,
+        502,
+        "The algorithm catalog holds an invalid entry; an administrator must fix it.",
+    )
+
+
+async def _client_error(request: Request, exc: ClientError) -> Response:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status, message = _CLIENT_ERROR_STATUS.get(code, (502, "An AWS service call failed."))
+    log.warning(
+        "aws client error",
+        extra={"code": code, "operation": exc.operation_name, "status": status},
+    )
+    return error_response(request, status, message, [f"{exc.operation_name}: {code}"])
+
+
+async def _botocore(request: Request, exc: BotoCoreError) -> Response:
+    log.error("aws connection error", extra={"error": str(exc)})
+    return error_response(request, 503, "An AWS service could not be reached; try again.")
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", extra={"path": request.url.path})
+    return error_response(request, 500, "Something went wrong on our side; it has been logged.")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn exceptions into pages or JSON."""
-
-    @app.exception_handler(PortalError)
-    async def _portal(request: Request, exc: PortalError) -> Response:
-        return error_response(request, exc.status_code, exc.message, exc.details)
-
-    @app.exception_handler(AuthError)
-    async def _auth(request: Request, exc: AuthError) -> Response:
-        log.warning("identity rejected", extra={"reason": str(exc), "path": request.url.path})
-        sign_in_url = getattr(getattr(request.app.state, "portal", None), "sign_in_url", None)
-        if sign_in_url and not wants_json(request):
-            return RedirectResponse(sign_in_url, status_code=303)
-        return error_response(request, 401, f"Not signed in: {exc}.")
-
-    @app.exception_handler(CsrfError)
-    async def _csrf(request: Request, exc: CsrfError) -> Response:
-        return error_response(request, 403, f"Request refused: {exc}.")
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        details = [
-            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
-            for err in exc.errors()
-        ]
-        return error_response(request, 400, "The request is invalid.", details)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        message = exc.detail if isinstance(exc.detail, str) else "The request failed."
-        if exc.status_code == 404 and message == "Not Found":
-            message = "There is no page at this address."
-        if exc.status_code == 405:
-            message = "This address does not accept that method."
-        return error_response(request, exc.status_code, message)
-
-    @app.exception_handler(CatalogError)
-    async def _catalog(request: Request, exc: CatalogError) -> Response:
-        log.error("invalid catalog document", extra={"error": str(exc)})
-        return error_response(
-            request, 502, "The algorithm catalog holds an invalid entry; an administrator must fix it."
-        )
-
-    @app.exception_handler(ClientError)
-    async def _client_error(request: Request, exc: ClientError) -> Response:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status, message = _CLIENT_ERROR_STATUS.get(code, (502, "An AWS service call failed."))
-        log.warning(
-            "aws client error",
-            extra={"code": code, "operation": exc.operation_name, "status": status},
-        )
-        return error_response(request, status, message, [f"{exc.operation_name}: {code}"])
-
-    @app.exception_handler(BotoCoreError)
-    async def _botocore(request: Request, exc: BotoCoreError) -> Response:
-        log.error("aws connection error", extra={"error": str(exc)})
-        return error_response(request, 503, "An AWS service could not be reached; try again.")
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", extra={"path": request.url.path})
-        return error_response(request, 500, "Something went wrong on our side; it has been logged.")
+    app.add_exception_handler(PortalError, _portal)  # type: ignore[arg-type]
+    app.add_exception_handler(AuthError, _auth)  # type: ignore[arg-type]
+    app.add_exception_handler(CsrfError, _csrf)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
+    app.add_exception_handler(CatalogError, _catalog)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientError, _client_error)
+    app.add_exception_handler(BotoCoreError, _botocore)
+    app.add_exception_handler(Exception, _unexpected)

@@ -14,7 +14,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ALB_ARN_PATTERN = (
-    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/app/[A-Za-z0-9-]+/[0-9a-f]+$"
+    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}"
+    r":loadbalancer/app/[A-Za-z0-9-]+/[0-9a-f]+$"
 )
 
 DEFAULT_UPLOAD_CONTENT_TYPES = (

@@ -40,8 +40,6 @@ def platform() -> Iterator[Platform]:
         yield Platform(settings, seeded, session, signer, calls, app)
 
 
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "browser: drives Debian's Chromium through the local portal (-m browser)"

@@ -20,14 +20,33 @@ from local.stack import REGION, Seeded
 from portal_app.settings import PortalSettings
 
 USERS: dict[str, dict[str, Any]] = {
-    "alice": {"sub": "sub-alice", "username": "alice", "email": "alice@acme.example",
-              "custom:tenant_id": "acme", "cognito:groups": []},
-    "bob": {"sub": "sub-bob", "username": "bob", "email": "bob@acme.example",
-            "custom:tenant_id": "acme", "cognito:groups": []},
-    "gina": {"sub": "sub-gina", "username": "gina", "email": "gina@globex.example",
-             "custom:tenant_id": "globex", "cognito:groups": []},
-    "admin": {"sub": "sub-admin", "username": "admin", "email": "admin@platform.example",
-              "cognito:groups": ["admins"]},
+    "alice": {
+        "sub": "sub-alice",
+        "username": "alice",
+        "email": "alice@acme.example",
+        "custom:tenant_id": "acme",
+        "cognito:groups": [],
+    },
+    "bob": {
+        "sub": "sub-bob",
+        "username": "bob",
+        "email": "bob@acme.example",
+        "custom:tenant_id": "acme",
+        "cognito:groups": [],
+    },
+    "gina": {
+        "sub": "sub-gina",
+        "username": "gina",
+        "email": "gina@globex.example",
+        "custom:tenant_id": "globex",
+        "cognito:groups": [],
+    },
+    "admin": {
+        "sub": "sub-admin",
+        "username": "admin",
+        "email": "admin@platform.example",
+        "cognito:groups": ["admins"],
+    },
 }
 
 
@@ -111,8 +130,9 @@ class PortalClient(TestClient):
         return super().request(method, url, headers=headers, **kwargs)
 
     def csrf(self) -> str:
-        page = self.get("/jobs" if USERS[self.user or "admin"].get("custom:tenant_id")
-                        else "/admin/tenants")
+        page = self.get(
+            "/jobs" if USERS[self.user or "admin"].get("custom:tenant_id") else "/admin/tenants"
+        )
         assert page.status_code == 200, page.text
         token = self.cookies.get("__Host-portal-csrf")
         assert token and re.fullmatch(r"[0-9a-f]{16}\.[0-9a-f]{32}", token)

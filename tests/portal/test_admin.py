@@ -23,8 +23,10 @@ def _subscriptions(platform: Platform) -> list[dict[str, str]]:
     sns = platform.session.client("sns")
     subs = sns.list_subscriptions_by_topic(TopicArn=platform.settings.notifications_topic_arn)
     return [
-        {**sub, **sns.get_subscription_attributes(SubscriptionArn=sub["SubscriptionArn"])[
-            "Attributes"]}
+        {
+            **sub,
+            **sns.get_subscription_attributes(SubscriptionArn=sub["SubscriptionArn"])["Attributes"],
+        }
         for sub in subs["Subscriptions"]
     ]
 
@@ -118,9 +120,13 @@ def test_admin_creates_and_edits_catalog_entries(platform: Platform) -> None:
         "input_content_type": "text/csv",
     }
     assert admin.post_form("/admin/algorithms", form).status_code == 303
-    body = platform.session.client("s3").get_object(
-        Bucket=platform.settings.catalog_bucket, Key="algorithms/forecaster.json"
-    )["Body"].read()
+    body = (
+        platform.session.client("s3")
+        .get_object(Bucket=platform.settings.catalog_bucket, Key="algorithms/forecaster.json")[
+            "Body"
+        ]
+        .read()
+    )
     entry = json.loads(body)
     assert entry["default_hyperparameters"] == {"horizon": "24", "context": "168"}
     assert entry["metric_definitions"] == [{"Name": "test:rmse", "Regex": "rmse=([0-9.]+)"}]

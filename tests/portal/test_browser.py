@@ -98,8 +98,6 @@ def test_acme_user_uploads_trains_and_downloads(local_portal: object, tmp_path: 
                 assert json.loads(member.read())["job_id"] == job_id
 
             page.get_by_role("link", name="Notifications").click()
-            expect(page.locator(f'tr[data-notification$="#{job_id}"]')).to_contain_text(
-                "completed"
-            )
+            expect(page.locator(f'tr[data-notification$="#{job_id}"]')).to_contain_text("completed")
         finally:
             browser.close()

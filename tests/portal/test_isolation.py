@@ -50,11 +50,15 @@ def datasets(c: PortalClient, p: Platform) -> None:
 
 def upload(c: PortalClient, p: Platform) -> None:
     for name in ("../globex/datasets/churn", "..", "churn/../../globex"):
-        r = c.get("/datasets/upload", params={"dataset": name, "content_type": "text/csv"},
-                  headers=JSON)
+        r = c.get(
+            "/datasets/upload", params={"dataset": name, "content_type": "text/csv"}, headers=JSON
+        )
         assert r.status_code == 400, name
-    r = c.get("/datasets/upload", params={"dataset": "churn", "content_type": "text/csv",
-                                          "tenant_id": "globex"}, headers=JSON)
+    r = c.get(
+        "/datasets/upload",
+        params={"dataset": "churn", "content_type": "text/csv", "tenant_id": "globex"},
+        headers=JSON,
+    )
     assert r.status_code == 200
     assert r.json()["fields"]["key"].startswith("tenants/acme/datasets/churn/")
 
@@ -100,8 +104,10 @@ def job_model(c: PortalClient, p: Platform) -> None:
 def job_stop(c: PortalClient, p: Platform) -> None:
     job_id = _globex_job(p)
     p.table("Jobs").update_item(
-        Key={"tenant_id": "globex", "job_id": job_id}, UpdateExpression="SET #s = :s",
-        ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": "IN_PROGRESS"},
+        Key={"tenant_id": "globex", "job_id": job_id},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": "IN_PROGRESS"},
     )
     try:
         r = c.post_form(f"/jobs/{job_id}/stop", {}, headers=JSON)
@@ -109,7 +115,8 @@ def job_stop(c: PortalClient, p: Platform) -> None:
         assert job_id not in [name for name, _ in p.calls.stops]
     finally:
         p.table("Jobs").update_item(
-            Key={"tenant_id": "globex", "job_id": job_id}, UpdateExpression="SET #s = :s",
+            Key={"tenant_id": "globex", "job_id": job_id},
+            UpdateExpression="SET #s = :s",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={":s": "COMPLETED"},
         )
@@ -126,8 +133,9 @@ def notification_read(c: PortalClient, p: Platform) -> None:
     globex = table.query(
         KeyConditionExpression="tenant_id = :t", ExpressionAttributeValues={":t": "globex"}
     )["Items"][0]
-    r = c.post_form("/notifications/read", {"notification_id": globex["notification_id"]},
-                    headers=JSON)
+    r = c.post_form(
+        "/notifications/read", {"notification_id": globex["notification_id"]}, headers=JSON
+    )
     assert r.status_code == 404
     after = table.get_item(
         Key={"tenant_id": "globex", "notification_id": globex["notification_id"]}
@@ -213,9 +221,8 @@ def _only_acme_credentials(platform: Platform, calls: list[tuple[str, str, str, 
         if key == platform.calls.instance_key:
             # The instance role reads the catalog, assumes the tenant role and nothing else
             # while serving a tenant user.
-            allowed = (
-                (service == "s3" and params.get("Bucket") == settings.catalog_bucket)
-                or (service == "sts" and operation == "AssumeRole")
+            allowed = (service == "s3" and params.get("Bucket") == settings.catalog_bucket) or (
+                service == "sts" and operation == "AssumeRole"
             )
             assert allowed, f"instance role used for {service}:{operation} {params}"
         else:

@@ -73,9 +73,7 @@ def test_deployed_app_has_no_local_sign_in_and_rejects_locally_signed_headers(
     )
     assert response.status_code == 401
     # The same app accepts the real ALB's header, so the rejection is about the key alone.
-    accepted = client.get(
-        "/health", headers={"x-amzn-oidc-data": real_alb.sign(USERS["alice"])}
-    )
+    accepted = client.get("/health", headers={"x-amzn-oidc-data": real_alb.sign(USERS["alice"])})
     assert accepted.status_code == 200
     jobs = client.get(
         "/jobs",

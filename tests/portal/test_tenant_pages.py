@@ -82,14 +82,18 @@ def test_quota_and_catalog_problems_are_all_listed(platform: Platform) -> None:
     details = " ".join(response.json()["details"])
     for fragment in ("not enabled for your tenant", "ml.m5.xlarge", "at most 1", "7200", "spot"):
         assert fragment in details
-    assert platform.table("Jobs").query(
-        KeyConditionExpression="tenant_id = :t", ExpressionAttributeValues={":t": "globex"}
-    )["Count"] == 1  # only the seeded job
+    assert (
+        platform.table("Jobs").query(
+            KeyConditionExpression="tenant_id = :t", ExpressionAttributeValues={":t": "globex"}
+        )["Count"]
+        == 1
+    )  # only the seeded job
 
 
 def test_full_running_quota_queues_the_job_with_a_note(platform: Platform) -> None:
     platform.table("Tenants").update_item(
-        Key={"tenant_id": "acme"}, UpdateExpression="SET max_running_jobs = :z",
+        Key={"tenant_id": "acme"},
+        UpdateExpression="SET max_running_jobs = :z",
         ExpressionAttributeValues={":z": 0},
     )
     response = platform.client("alice").post_form("/jobs", JOB_FORM, headers=JSON)
@@ -100,8 +104,10 @@ def test_full_running_quota_queues_the_job_with_a_note(platform: Platform) -> No
 
 def test_suspended_tenant_cannot_submit(platform: Platform) -> None:
     platform.table("Tenants").update_item(
-        Key={"tenant_id": "acme"}, UpdateExpression="SET #s = :s",
-        ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": "SUSPENDED"},
+        Key={"tenant_id": "acme"},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": "SUSPENDED"},
     )
     response = platform.client("alice").post_form("/jobs", JOB_FORM, headers=JSON)
     assert response.status_code == 400
@@ -141,7 +147,8 @@ def test_dataset_list_and_presigned_upload_limited_to_the_tenant_prefix(
     listed = client.get("/datasets", headers=JSON).json()
     assert [d["key"] for d in listed] == ["tenants/acme/datasets/iris/"]
     post = client.get(
-        "/datasets/upload", params={"dataset": "readings", "content_type": "text/csv"},
+        "/datasets/upload",
+        params={"dataset": "readings", "content_type": "text/csv"},
         headers=JSON,
     ).json()
     fields = post["fields"]
@@ -152,9 +159,11 @@ def test_dataset_list_and_presigned_upload_limited_to_the_tenant_prefix(
     assert ["content-length-range", 1, platform.settings.max_upload_bytes] in conditions
     assert {"Content-Type": "text/csv"} in conditions
     assert platform.calls.tenant_of_key(fields["x-amz-credential"].split("/")[0]) == "acme"
-    for bad in ({"dataset": "../globex", "content_type": "text/csv"},
-                {"dataset": "ok", "content_type": "text/html"},
-                {"dataset": "", "content_type": "text/csv"}):
+    for bad in (
+        {"dataset": "../globex", "content_type": "text/csv"},
+        {"dataset": "ok", "content_type": "text/html"},
+        {"dataset": "", "content_type": "text/csv"},
+    ):
         response = client.get("/datasets/upload", params=bad, headers=JSON)
         assert response.status_code == 400, bad
         assert response.json()["error"]
@@ -198,8 +207,10 @@ def test_stop_running_job_calls_sagemaker_with_tenant_credentials(platform: Plat
     response = client.post_form(f"/jobs/{job_id}/stop", {}, headers=JSON)
     assert response.status_code == 409  # QUEUED: nothing to stop in SageMaker yet
     platform.table("Jobs").update_item(
-        Key={"tenant_id": "acme", "job_id": job_id}, UpdateExpression="SET #s = :s",
-        ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": "IN_PROGRESS"},
+        Key={"tenant_id": "acme", "job_id": job_id},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": "IN_PROGRESS"},
     )
     response = client.post_form(f"/jobs/{job_id}/stop", {})
     assert response.status_code == 303
@@ -214,7 +225,9 @@ def test_notifications_list_and_mark_read(platform: Platform) -> None:
     target = items[0]["notification_id"]
     response = client.post_form("/notifications/read", {"notification_id": target})
     assert response.status_code == 303
-    after = {i["notification_id"]: i["read"] for i in client.get("/notifications", headers=JSON).json()}
+    after = {
+        i["notification_id"]: i["read"] for i in client.get("/notifications", headers=JSON).json()
+    }
     assert after[target] is True
     assert sum(after.values()) == 1
 

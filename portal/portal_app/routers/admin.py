@@ -58,7 +58,9 @@ def create_tenant(identity: AdminDep, portal: PortalDep, form: FormDep) -> Respo
 
 
 @router.get("/tenants/{tenant_id}")
-def tenant_page(request: Request, tenant_id: str, identity: AdminDep, portal: PortalDep) -> Response:
+def tenant_page(
+    request: Request, tenant_id: str, identity: AdminDep, portal: PortalDep
+) -> Response:
     tenant = admin.get_tenant(portal.aws.admin_tenants, tenant_id)
     if wants_json(request):
         return JSONResponse(tenant.model_dump(mode="json"))

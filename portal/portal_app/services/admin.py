@@ -172,7 +172,8 @@ def catalog_entry_from_form(form: dict[str, str]) -> CatalogEntry:
                 form, "default_hyperparameters", "Default hyperparameters"
             ),
             metric_definitions=[
-                MetricDefinition(Name=name, Regex=regex) for name, regex in metrics.items()
+                MetricDefinition.model_validate({"Name": name, "Regex": regex})
+                for name, regex in metrics.items()
             ],
             supported_instance_types=forms.word_list(form, "supported_instance_types"),
             supports_spot=forms.checkbox(form, "supports_spot"),
