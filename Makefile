@@ -15,7 +15,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_VALIDATION := false
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install build synth diagram diff deploy destroy test lint format clean
+.PHONY: help install build synth diagram diff deploy destroy test lint format clean portal
 
 help:
 	@echo "make synth   synthesize every stack of ENV=$(ENV) into cdk.out, with both nag packs,"
@@ -23,6 +23,7 @@ help:
 	@echo "make diagram redraw README.md's architecture diagram from the example environment"
 	@echo "make test    run the whole test suite (snapshots, nag, cfn-lint, handlers, portal)"
 	@echo "make lint    ruff and mypy"
+	@echo "make portal  run the portal locally (moto, seeded tenants, job simulator, local sign-in)"
 	@echo "make diff | deploy | destroy   ENV=<name>, with AWS credentials"
 
 install: $(VENV)/.installed node_modules/.installed
@@ -83,6 +84,10 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The portal on 127.0.0.1 against moto_server; prints the address to open. Not for deployment.
+portal: install
+	cd portal && PYTHONPATH=../lambda $(abspath $(BIN))/python -m local
 
 clean:
 	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache

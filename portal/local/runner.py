@@ -1,0 +1,101 @@
+"""The local stack as one object, for ``python -m local``, the browser test and the benchmark."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from types import TracebackType
+
+import boto3
+import httpx
+import uvicorn
+from portal_app.app import create_app
+from portal_app.aws import AwsClients
+from portal_app.logs import configure_logging
+
+from .signin import EcSigner, LocalSignIn, LocalUser
+from .simulator import JobSimulator
+from .stack import ALB_ARN, REGION, MotoServer, Seeded, create_resources, free_port, seed
+
+USERS = (
+    LocalUser("alice@acme.example", "alice@acme.example", "acme"),
+    LocalUser("gina@globex.example", "gina@globex.example", "globex"),
+    LocalUser("admin@platform.example", "admin@platform.example", None, ("admins",)),
+)
+
+
+class LocalPortal:
+    """moto_server + seeded resources + job simulator + the portal on 127.0.0.1."""
+
+    def __init__(
+        self, port: int = 0, *, step_seconds: float = 1.5, log_level: str = "WARNING"
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.step_seconds = step_seconds
+        self.log_level = log_level
+        self.moto = MotoServer()
+        self.seeded: Seeded | None = None
+        self.signer = EcSigner(ALB_ARN)
+        self.sign_in = LocalSignIn(self.signer, USERS)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._simulator: JobSimulator | None = None
+
+    def __enter__(self) -> LocalPortal:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+        }.items():
+            os.environ.setdefault(name, value)
+        configure_logging(self.log_level)
+        self.moto.start()
+        session = boto3.Session(region_name=REGION)
+        settings = create_resources(session, self.moto.url)
+        self.settings = settings
+        self.seeded = seed(settings, session, self.moto.url)
+        self._simulator = JobSimulator(
+            settings, session, self.moto.url, step_seconds=self.step_seconds
+        ).start()
+        aws = AwsClients(
+            settings, endpoint_url=self.moto.url, session_hook=self._simulator.session_hook
+        )
+        app = create_app(settings, aws=aws, local=self.sign_in)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="portal", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.__exit__(None, None, None)
+        raise RuntimeError("the local portal did not start within 30 s")
+
+    def wait(self) -> None:
+        try:
+            while self._thread is not None and self._thread.is_alive():
+                self._thread.join(0.5)
+        except KeyboardInterrupt:
+            pass
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._simulator is not None:
+            self._simulator.stop()
+        self.moto.stop()

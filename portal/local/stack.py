@@ -1,0 +1,402 @@
+"""The platform's AWS resources, built in moto the way the CDK stacks build them in AWS.
+
+Used by the local runner (against a ``moto_server`` process) and by the tests (against moto in
+process). Names are fixed; the account is moto's default.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import httpx
+from portal_app.settings import PortalSettings
+from training_common import (
+    CatalogEntry,
+    CatalogRepository,
+    FinalMetric,
+    Job,
+    JobRepository,
+    JobStateUpdate,
+    JobStatus,
+    MetricDefinition,
+    Notification,
+    NotificationRepository,
+    Tenant,
+    TenantRepository,
+    TenantStatus,
+    TrainingRequest,
+    iso_utc,
+    model_artifact_key,
+    new_job_id,
+    utc_now,
+)
+
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+ALB_ARN = (
+    f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}"
+    ":loadbalancer/app/portal-local/0123456789abcdef"
+)
+
+
+@dataclass
+class Seeded:
+    """What :func:`seed` created, for tests and the runner's banner."""
+
+    jobs: dict[str, list[str]] = field(default_factory=dict)
+    datasets: dict[str, str] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MotoServer:
+    """``moto_server`` in a child process on 127.0.0.1 and a free port."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> MotoServer:
+        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/moto-api/", timeout=1).status_code < 500:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("moto_server did not start within 30 s")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+            self._process = None
+
+
+def _client(session: boto3.Session, service: str, endpoint_url: str | None) -> Any:
+    return session.client(service, region_name=REGION, endpoint_url=endpoint_url)
+
+
+def create_resources(session: boto3.Session, endpoint_url: str | None = None) -> PortalSettings:
+    """Create tables, buckets, queue, topic, tenant role and user pool; their settings."""
+    dynamodb = _client(session, "dynamodb", endpoint_url)
+    s3 = _client(session, "s3", endpoint_url)
+    names = {"tenants": "Tenants", "jobs": "Jobs", "notifications": "Notifications"}
+    dynamodb.create_table(
+        TableName=names["tenants"],
+        KeySchema=[{"AttributeName": "tenant_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "tenant_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.create_table(
+        TableName=names["jobs"],
+        KeySchema=[
+            {"AttributeName": "tenant_id", "KeyType": "HASH"},
+            {"AttributeName": "job_id", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "tenant_id", "AttributeType": "S"},
+            {"AttributeName": "job_id", "AttributeType": "S"},
+            {"AttributeName": "created_at", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "ByCreatedAt",
+                "KeySchema": [
+                    {"AttributeName": "tenant_id", "KeyType": "HASH"},
+                    {"AttributeName": "created_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.create_table(
+        TableName=names["notifications"],
+        KeySchema=[
+            {"AttributeName": "tenant_id", "KeyType": "HASH"},
+            {"AttributeName": "notification_id", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "tenant_id", "AttributeType": "S"},
+            {"AttributeName": "notification_id", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    buckets = {
+        "data": "platform-data",
+        "artifacts": "platform-artifacts",
+        "catalog": "platform-catalog",
+    }
+    for bucket in buckets.values():
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    queue_url = _client(session, "sqs", endpoint_url).create_queue(QueueName="training-requests")[
+        "QueueUrl"
+    ]
+    topic_arn = _client(session, "sns", endpoint_url).create_topic(Name="notifications")["TopicArn"]
+    role_arn = _client(session, "iam", endpoint_url).create_role(
+        RoleName="portal-tenant-access",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                        "Action": ["sts:AssumeRole", "sts:TagSession"],
+                    }
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    cognito = _client(session, "cognito-idp", endpoint_url)
+    pool_id = cognito.create_user_pool(
+        PoolName="portal-users",
+        Schema=[
+            {
+                "Name": "tenant_id",
+                "AttributeDataType": "String",
+                "Mutable": False,
+                "StringAttributeConstraints": {"MinLength": "3", "MaxLength": "24"},
+            }
+        ],
+    )["UserPool"]["Id"]
+    cognito.create_group(GroupName="admins", UserPoolId=pool_id)
+    return PortalSettings(
+        aws_region=REGION,
+        alb_arn=ALB_ARN,
+        tenants_table=names["tenants"],
+        jobs_table=names["jobs"],
+        notifications_table=names["notifications"],
+        data_bucket=buckets["data"],
+        artifacts_bucket=buckets["artifacts"],
+        catalog_bucket=buckets["catalog"],
+        training_requests_queue_url=queue_url,
+        notifications_topic_arn=topic_arn,
+        tenant_role_arn=role_arn,
+        user_pool_id=pool_id,
+        max_upload_bytes=50 * 1024 * 1024,
+    )
+
+
+def _metric(name: str, regex: str) -> MetricDefinition:
+    return MetricDefinition.model_validate({"Name": name, "Regex": regex})
+
+
+CATALOG = [
+    CatalogEntry(
+        id="xgboost",
+        name="XGBoost (built-in)",
+        description="Gradient-boosted trees for tabular classification and regression.",
+        image_uri="685385470294.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+        default_hyperparameters={"num_round": "100", "objective": "binary:logistic"},
+        metric_definitions=[_metric("validation:auc", r"auc:([0-9.]+)")],
+        supported_instance_types=["ml.m5.large", "ml.m5.xlarge", "ml.c5.2xlarge"],
+        supports_spot=True,
+        input_content_type="text/csv",
+    ),
+    CatalogEntry(
+        id="linear-learner",
+        name="Linear learner (built-in)",
+        description="Linear models for regression and classification.",
+        image_uri="438346466558.dkr.ecr.eu-west-1.amazonaws.com/linear-learner:1",
+        default_hyperparameters={"predictor_type": "regressor", "epochs": "15"},
+        metric_definitions=[_metric("test:mse", r"mse=([0-9.]+)")],
+        supported_instance_types=["ml.m5.large", "ml.m5.xlarge"],
+        supports_spot=False,
+        input_content_type="text/csv",
+    ),
+    CatalogEntry(
+        id="anomaly-detector",
+        name="Sensor anomaly detector (bring your own container)",
+        description="Random cut forest over sensor time series from smart products.",
+        image_uri=f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/anomaly-detector:2.1.0",
+        default_hyperparameters={"num_trees": "50", "num_samples_per_tree": "256"},
+        metric_definitions=[_metric("test:f1", r"f1=([0-9.]+)")],
+        supported_instance_types=[],
+        supports_spot=True,
+        input_content_type="application/x-recordio-protobuf",
+    ),
+]
+
+TENANTS = [
+    Tenant(
+        tenant_id="acme",
+        display_name="Acme Smart Devices",
+        status=TenantStatus.ACTIVE,
+        max_running_jobs=3,
+        max_instance_count=2,
+        allowed_instance_types=["ml.m5.large", "ml.m5.xlarge"],
+        allowed_algorithms=[],
+        max_runtime_seconds=86400,
+        notification_email="ml-team@acme.example",
+    ),
+    Tenant(
+        tenant_id="globex",
+        display_name="Globex Appliances",
+        status=TenantStatus.ACTIVE,
+        max_running_jobs=1,
+        max_instance_count=1,
+        allowed_instance_types=["ml.m5.large"],
+        allowed_algorithms=["xgboost"],
+        max_runtime_seconds=7200,
+    ),
+]
+
+
+def model_archive(job_id: str) -> bytes:
+    """A small but real model.tar.gz (one JSON file)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        data = json.dumps({"job_id": job_id, "weights": [0.12, -0.5, 1.7]}).encode()
+        info = tarfile.TarInfo("model.json")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def seed(
+    settings: PortalSettings, session: boto3.Session, endpoint_url: str | None = None
+) -> Seeded:
+    """Tenants, catalog, one dataset each and finished jobs in several states, plus users."""
+    s3 = _client(session, "s3", endpoint_url)
+    dynamodb = session.resource("dynamodb", region_name=REGION, endpoint_url=endpoint_url)
+    tenants = TenantRepository(dynamodb.Table(settings.tenants_table))
+    jobs = JobRepository(dynamodb.Table(settings.jobs_table))
+    notifications = NotificationRepository(dynamodb.Table(settings.notifications_table))
+    catalog = CatalogRepository(s3, settings.catalog_bucket, 0)
+    for entry in CATALOG:
+        catalog.put(entry)
+    seeded = Seeded()
+    for tenant in TENANTS:
+        tenants.put(tenant)
+        name = "iris" if tenant.tenant_id == "acme" else "churn"
+        key = f"tenants/{tenant.tenant_id}/datasets/{name}/"
+        s3.put_object(
+            Bucket=settings.data_bucket,
+            Key=key + "train.csv",
+            Body=b"label,f1,f2\n1,0.5,0.7\n0,0.1,0.2\n",
+            ContentType="text/csv",
+        )
+        seeded.datasets[tenant.tenant_id] = key
+        finals = (
+            [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED]
+            if tenant.tenant_id == "acme"
+            else [JobStatus.COMPLETED]
+        )
+        seeded.jobs[tenant.tenant_id] = []
+        for offset, status in enumerate(finals):
+            job_id = _seed_job(
+                settings, s3, jobs, notifications, tenant, key, status, hours_ago=3 - offset
+            )
+            seeded.jobs[tenant.tenant_id].append(job_id)
+    cognito = _client(session, "cognito-idp", endpoint_url)
+    for email, tenant_id in (("alice@acme.example", "acme"), ("gina@globex.example", "globex")):
+        cognito.admin_create_user(
+            UserPoolId=settings.user_pool_id,
+            Username=email,
+            UserAttributes=[
+                {"Name": "email", "Value": email},
+                {"Name": "custom:tenant_id", "Value": tenant_id},
+            ],
+            MessageAction="SUPPRESS",
+        )
+    cognito.admin_create_user(
+        UserPoolId=settings.user_pool_id,
+        Username="admin@platform.example",
+        UserAttributes=[{"Name": "email", "Value": "admin@platform.example"}],
+        MessageAction="SUPPRESS",
+    )
+    cognito.admin_add_user_to_group(
+        UserPoolId=settings.user_pool_id, Username="admin@platform.example", GroupName="admins"
+    )
+    return seeded
+
+
+def _seed_job(
+    settings: PortalSettings,
+    s3: Any,
+    jobs: JobRepository,
+    notifications: NotificationRepository,
+    tenant: Tenant,
+    dataset: str,
+    status: JobStatus,
+    *,
+    hours_ago: int,
+) -> str:
+    submitted = utc_now() - timedelta(hours=hours_ago)
+    job_id = new_job_id(tenant.tenant_id, submitted)
+    request = TrainingRequest(
+        tenant_id=tenant.tenant_id,
+        job_id=job_id,
+        algorithm_id="xgboost",
+        dataset_key=dataset,
+        hyperparameters=dict(CATALOG[0].default_hyperparameters),
+        instance_type="ml.m5.large",
+        instance_count=1,
+        max_runtime_seconds=3600,
+        submitted_by=f"seed@{tenant.tenant_id}.example",
+        submitted_at=submitted,
+    )
+    jobs.create(Job.from_request(request))
+    start = submitted + timedelta(minutes=2)
+    jobs.apply_state_update(
+        tenant.tenant_id,
+        job_id,
+        JobStateUpdate(status=JobStatus.IN_PROGRESS, event_time=start, secondary_status="Training"),
+    )
+    end = start + timedelta(minutes=20)
+    update: dict[str, Any] = {"status": status, "event_time": end, "billable_seconds": 1200}
+    if status == JobStatus.COMPLETED:
+        key = model_artifact_key(tenant.tenant_id, job_id)
+        s3.put_object(Bucket=settings.artifacts_bucket, Key=key, Body=model_archive(job_id))
+        update |= {
+            "secondary_status": "Completed",
+            "model_artifact_key": key,
+            "final_metrics": [FinalMetric(name="validation:auc", value=0.913)],
+        }
+    elif status == JobStatus.FAILED:
+        update |= {
+            "secondary_status": "Failed",
+            "failure_reason": "AlgorithmError: label column missing in 3 rows",
+        }
+    else:
+        update |= {"secondary_status": "Stopped"}
+    jobs.apply_state_update(tenant.tenant_id, job_id, JobStateUpdate(**update))
+    created = iso_utc(end)
+    notifications.put_if_absent(
+        Notification(
+            tenant_id=tenant.tenant_id,
+            notification_id=Notification.make_id(created, job_id),
+            job_id=job_id,
+            status=status,
+            subject=f"Training job {status.value.lower()}: {job_id}"[:100],
+            message=f"Job {job_id} ended {status.value}.",
+            created_at=end,
+        )
+    )
+    return job_id

@@ -1,0 +1,1 @@
+"""HTTP routes: health (no auth), tenant pages, admin pages."""

@@ -1,0 +1,232 @@
+"""Tenant pages: datasets, algorithms, jobs, notifications.
+
+Every handler gets its tenant from the verified identity (``TenantDep``) and acts with that
+tenant's assumed-role clients; no path, query or form value names the tenant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from training_common import FINAL_STATUSES, Job
+
+from ..errors import BadRequest, NotFound, wants_json
+from ..services import datasets, forms, jobs
+from ..web import FormDep, IdentityDep, Portal, PortalDep, TenantCaller, TenantDep, render
+
+router = APIRouter()
+
+NOTICES = {
+    "uploaded": "The file was uploaded.",
+    "submitted": "The job was queued.",
+    "stop-requested": "Stopping the job was requested; its status changes in a moment.",
+}
+
+
+def _job_json(job: Job) -> dict[str, Any]:
+    return job.model_dump(mode="json")
+
+
+@router.get("/", include_in_schema=False)
+def home(identity: IdentityDep, portal: PortalDep) -> Response:
+    if identity.tenant_id is None and portal.settings.admin_group in identity.groups:
+        return RedirectResponse("/admin/tenants", status_code=303)
+    return RedirectResponse("/jobs", status_code=303)
+
+
+@router.get("/datasets", name="datasets_page")
+def datasets_page(request: Request, caller: TenantDep, portal: PortalDep) -> Response:
+    found = datasets.list_datasets(caller.aws, portal.settings.data_bucket)
+    if wants_json(request):
+        return JSONResponse(
+            [
+                {
+                    "name": d.name,
+                    "key": d.key,
+                    "size": d.size,
+                    "files": [{"name": f.name, "size": f.size} for f in d.files],
+                }
+                for d in found
+            ]
+        )
+    return render(
+        request,
+        "datasets.html",
+        {
+            "datasets": found,
+            "content_types": portal.settings.upload_content_types,
+            "max_upload_bytes": portal.settings.max_upload_bytes,
+            "notice": NOTICES.get(request.query_params.get("notice", "")),
+            "uploaded_key": request.query_params.get("key"),
+        },
+    )
+
+
+@router.get("/datasets/upload")
+def upload_form(
+    request: Request,
+    caller: TenantDep,
+    portal: PortalDep,
+    dataset: str = "",
+    content_type: str = "",
+) -> Response:
+    redirect = str(request.url_for("datasets_page").include_query_params(notice="uploaded"))
+    post = datasets.presigned_upload(
+        caller.aws,
+        bucket=portal.settings.data_bucket,
+        dataset_name=dataset,
+        content_type=content_type,
+        allowed_content_types=portal.settings.upload_content_types,
+        max_bytes=portal.settings.max_upload_bytes,
+        redirect_url=redirect,
+        expires=portal.settings.presigned_url_seconds,
+    )
+    if wants_json(request):
+        return JSONResponse(post)
+    return render(
+        request,
+        "upload.html",
+        {"post": post, "dataset": dataset.strip(), "content_type": content_type},
+    )
+
+
+@router.get("/algorithms")
+def algorithms_page(request: Request, caller: TenantDep, portal: PortalDep) -> Response:
+    tenant = jobs.tenant_record(caller.aws)
+    entries = jobs.visible_algorithms(tenant, portal.aws.catalog)
+    if wants_json(request):
+        return JSONResponse([entry.model_dump(mode="json", by_alias=True) for entry in entries])
+    return render(request, "algorithms.html", {"algorithms": entries})
+
+
+@router.get("/jobs", name="jobs_page")
+def jobs_page(request: Request, caller: TenantDep) -> Response:
+    listed = caller.aws.jobs.list_for_tenant(caller.tenant_id, limit=100)
+    if wants_json(request):
+        return JSONResponse([_job_json(job) for job in listed])
+    return render(
+        request,
+        "jobs.html",
+        {
+            "jobs": listed,
+            "live": any(jobs.is_live(job) for job in listed),
+            "notice": NOTICES.get(request.query_params.get("notice", "")),
+        },
+    )
+
+
+def _job_form(
+    request: Request,
+    caller: TenantCaller,
+    portal: Portal,
+    *,
+    values: dict[str, str] | None = None,
+    errors: list[str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    tenant = jobs.tenant_record(caller.aws)
+    entries = jobs.visible_algorithms(tenant, portal.aws.catalog)
+    found = datasets.list_datasets(caller.aws, portal.settings.data_bucket)
+    defaults = {
+        entry.id: forms.format_key_values(entry.default_hyperparameters) for entry in entries
+    }
+    return render(
+        request,
+        "job_form.html",
+        {
+            "tenant": tenant,
+            "algorithms": entries,
+            "datasets": found,
+            "default_hyperparameters": defaults,
+            "values": values or {},
+            "errors": errors or [],
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/jobs/new")
+def new_job(request: Request, caller: TenantDep, portal: PortalDep) -> Response:
+    return _job_form(request, caller, portal)
+
+
+@router.post("/jobs")
+def submit_job(request: Request, caller: TenantDep, portal: PortalDep, form: FormDep) -> Response:
+    try:
+        training_request = jobs.request_from_form(caller.tenant_id, caller.identity.display, form)
+        job, note = jobs.submit(
+            caller.aws,
+            portal.aws.catalog,
+            portal.settings.training_requests_queue_url,
+            training_request,
+        )
+    except BadRequest as error:
+        if wants_json(request):
+            raise
+        return _job_form(
+            request,
+            caller,
+            portal,
+            values=form,
+            errors=[error.message, *error.details],
+            status_code=400,
+        )
+    if wants_json(request):
+        return JSONResponse({"job": _job_json(job), "note": note}, status_code=201)
+    return RedirectResponse(f"/jobs/{job.job_id}?notice=submitted", status_code=303)
+
+
+@router.get("/jobs/{job_id}")
+def job_page(request: Request, job_id: str, caller: TenantDep) -> Response:
+    job = jobs.get(caller.aws, job_id)
+    if wants_json(request):
+        return JSONResponse(_job_json(job))
+    return render(
+        request,
+        "job.html",
+        {
+            "job": job,
+            "live": jobs.is_live(job),
+            "final": job.status in FINAL_STATUSES,
+            "notice": NOTICES.get(request.query_params.get("notice", "")),
+        },
+    )
+
+
+@router.get("/jobs/{job_id}/model")
+def download_model(job_id: str, caller: TenantDep, portal: PortalDep) -> Response:
+    url = jobs.model_download_url(
+        caller.aws, portal.settings.artifacts_bucket, job_id, portal.settings.presigned_url_seconds
+    )
+    return RedirectResponse(url, status_code=303)
+
+
+@router.post("/jobs/{job_id}/stop")
+def stop_job(request: Request, job_id: str, caller: TenantDep, form: FormDep) -> Response:
+    jobs.stop(caller.aws, job_id)
+    if wants_json(request):
+        return JSONResponse({"job_id": job_id, "stop_requested": True}, status_code=202)
+    return RedirectResponse(f"/jobs/{job_id}?notice=stop-requested", status_code=303)
+
+
+@router.get("/notifications")
+def notifications_page(request: Request, caller: TenantDep) -> Response:
+    items = caller.aws.notifications.list_for_tenant(caller.tenant_id, limit=100)
+    if wants_json(request):
+        return JSONResponse([item.model_dump(mode="json") for item in items])
+    return render(request, "notifications.html", {"notifications": items})
+
+
+@router.post("/notifications/read")
+def mark_notification_read(
+    request: Request, caller: TenantDep, identity: IdentityDep, form: FormDep
+) -> Response:
+    notification_id = forms.required(form, "notification_id", "Notification")
+    if caller.aws.notifications.get(caller.tenant_id, notification_id) is None:
+        raise NotFound("You have no such notification.")
+    caller.aws.notifications.mark_read(caller.tenant_id, notification_id)
+    if wants_json(request):
+        return JSONResponse({"notification_id": notification_id, "read": True})
+    return RedirectResponse("/notifications", status_code=303)

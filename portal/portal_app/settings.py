@@ -1,0 +1,98 @@
+"""The portal's settings: the one place that reads environment variables.
+
+Every value comes from an environment variable of the same name (upper case) that the CDK Portal
+stack writes into the instances' environment. A missing or malformed value fails at start-up with
+an error that names the variable, never on the first request.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ALB_ARN_PATTERN = (
+    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}"
+    r":loadbalancer/app/[A-Za-z0-9-]+/[0-9a-f]+$"
+)
+
+DEFAULT_UPLOAD_CONTENT_TYPES = (
+    "text/csv",
+    "application/json",
+    "application/jsonlines",
+    "application/x-parquet",
+    "application/x-recordio-protobuf",
+    "application/gzip",
+    "application/x-tar",
+    "application/zip",
+    "image/jpeg",
+    "image/png",
+    "application/octet-stream",
+)
+
+
+class PortalSettings(BaseSettings):
+    """What the portal needs to know about its environment (immutable once built)."""
+
+    model_config = SettingsConfigDict(frozen=True, case_sensitive=False, extra="ignore")
+
+    aws_region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    """``AWS_REGION``: region of every AWS call and of the ALB public-key endpoint."""
+
+    alb_arn: str = Field(pattern=ALB_ARN_PATTERN)
+    """``ALB_ARN``: the identity header's ``signer`` must equal it."""
+
+    tenants_table: str = Field(min_length=3, max_length=255)
+    jobs_table: str = Field(min_length=3, max_length=255)
+    notifications_table: str = Field(min_length=3, max_length=255)
+    data_bucket: str = Field(min_length=3, max_length=63)
+    artifacts_bucket: str = Field(min_length=3, max_length=63)
+    catalog_bucket: str = Field(min_length=3, max_length=63)
+    training_requests_queue_url: str = Field(pattern=r"^https?://")
+    notifications_topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:")
+    tenant_role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/")
+    user_pool_id: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$")
+
+    admin_group: str = "admins"
+    """``ADMIN_GROUP``: Cognito group whose members reach ``/admin``."""
+
+    tenant_session_seconds: int = Field(default=3600, ge=900, le=43200)
+    """``TENANT_SESSION_SECONDS``: lifetime asked of STS for tenant credentials."""
+
+    max_upload_bytes: int = Field(default=5 * 1024**3, ge=1, le=5 * 1024**3)
+    """``MAX_UPLOAD_BYTES``: presigned POST ``content-length-range`` ceiling (S3 allows 5 GiB)."""
+
+    upload_content_types: Annotated[tuple[str, ...], NoDecode] = DEFAULT_UPLOAD_CONTENT_TYPES
+    """``UPLOAD_CONTENT_TYPES``: comma-separated content types a dataset file may have."""
+
+    presigned_url_seconds: int = Field(default=900, ge=60, le=3600)
+    """``PRESIGNED_URL_SECONDS``: lifetime of upload policies and download links."""
+
+    port: int = Field(default=8080, ge=1, le=65535)
+    """``PORT``: where ``python -m portal_app`` listens (the ALB target group's port)."""
+
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("upload_content_types", mode="before")
+    @classmethod
+    def _split_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("upload_content_types")
+    @classmethod
+    def _check_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one content type is required")
+        for item in value:
+            if not re.fullmatch(r"[a-z]+/[a-z0-9.+-]+", item):
+                raise ValueError(f"{item!r} is not a content type like text/csv")
+        return value
+
+    @classmethod
+    def from_environment(cls) -> PortalSettings:
+        """Build the settings from ``os.environ`` (the deployed entry point's only source)."""
+        return cls()  # pydantic-settings reads the environment

@@ -1,0 +1,46 @@
+"""Fixtures for the portal tests: moto in process, the seeded platform, signed identities."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import portal_helpers  # noqa: F401 - puts portal/ on sys.path first
+import pytest
+from local.signin import EcSigner
+from local.stack import ALB_ARN, REGION, create_resources, seed
+from moto import mock_aws
+from portal_app.app import create_app
+from portal_app.aws import AwsClients
+from portal_helpers import AwsCalls, Platform
+
+
+@pytest.fixture(autouse=True)
+def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def platform() -> Iterator[Platform]:
+    with mock_aws():
+        session = boto3.Session(region_name=REGION)
+        settings = create_resources(session)
+        seeded = seed(settings, session)
+        signer = EcSigner(ALB_ARN, kid="alb-test-key")
+        calls = AwsCalls()
+        aws = AwsClients(settings, session_hook=calls.hook)
+        app = create_app(settings, key_fetcher=signer.key_fetcher, aws=aws)
+        yield Platform(settings, seeded, session, signer, calls, app)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "browser: drives Debian's Chromium through the local portal (-m browser)"
+    )

@@ -1,0 +1,231 @@
+"""Tenant isolation, route by route: acme's user tries to reach globex's data on EVERY route.
+
+``CASES`` must name every route the app serves (``test_every_route_has_a_cross_tenant_case``), so
+a new route fails the suite until it gets a case here. Each case acts as alice (tenant acme)
+against globex's seeded objects and checks both the answer and that nothing of globex's leaked or
+changed. Moto doesn't enforce IAM, so the test also checks that every AWS call made while serving
+acme used credentials from an AssumeRole tagged ``tenant=acme`` (or the instance role, for the
+catalog only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from portal_helpers import JOB_FORM, Platform, PortalClient, api_routes
+
+JSON = {"accept": "application/json"}
+GLOBEX_DATASET = "tenants/globex/datasets/churn/"
+
+
+def _globex_job(platform: Platform) -> str:
+    return platform.seeded.jobs["globex"][0]
+
+
+def _globex_jobs_count(platform: Platform) -> int:
+    return int(
+        platform.table("Jobs").query(
+            KeyConditionExpression="tenant_id = :t", ExpressionAttributeValues={":t": "globex"}
+        )["Count"]
+    )
+
+
+def _no_globex(text: str, platform: Platform) -> None:
+    assert "globex" not in text.lower(), "acme's page shows globex data"
+    assert _globex_job(platform) not in text
+
+
+def home(c: PortalClient, p: Platform) -> None:
+    r = c.get("/")
+    assert r.status_code == 303 and r.headers["location"] == "/jobs"
+
+
+def datasets(c: PortalClient, p: Platform) -> None:
+    r = c.get("/datasets", headers=JSON)
+    assert r.status_code == 200 and [d["key"] for d in r.json()] == ["tenants/acme/datasets/iris/"]
+    _no_globex(c.get("/datasets").text, p)
+
+
+def upload(c: PortalClient, p: Platform) -> None:
+    for name in ("../globex/datasets/churn", "..", "churn/../../globex"):
+        r = c.get(
+            "/datasets/upload", params={"dataset": name, "content_type": "text/csv"}, headers=JSON
+        )
+        assert r.status_code == 400, name
+    r = c.get(
+        "/datasets/upload",
+        params={"dataset": "churn", "content_type": "text/csv", "tenant_id": "globex"},
+        headers=JSON,
+    )
+    assert r.status_code == 200
+    assert r.json()["fields"]["key"].startswith("tenants/acme/datasets/churn/")
+
+
+def algorithms(c: PortalClient, p: Platform) -> None:
+    r = c.get("/algorithms", headers=JSON)
+    assert r.status_code == 200 and {a["id"] for a in r.json()} >= {"xgboost", "linear-learner"}
+
+
+def jobs_list(c: PortalClient, p: Platform) -> None:
+    r = c.get("/jobs", headers=JSON)
+    assert r.status_code == 200 and {j["tenant_id"] for j in r.json()} == {"acme"}
+    _no_globex(c.get("/jobs").text, p)
+
+
+def job_form(c: PortalClient, p: Platform) -> None:
+    r = c.get("/jobs/new")
+    assert r.status_code == 200
+    assert GLOBEX_DATASET not in r.text and "churn" not in r.text
+
+
+def submit(c: PortalClient, p: Platform) -> None:
+    before = _globex_jobs_count(p)
+    r = c.post_form("/jobs", {**JOB_FORM, "dataset_key": GLOBEX_DATASET}, headers=JSON)
+    assert r.status_code == 400
+    assert "not one of your datasets" in " ".join(r.json()["details"])
+    r = c.post_form("/jobs", {**JOB_FORM, "tenant_id": "globex"}, headers=JSON)
+    assert r.status_code == 201 and r.json()["job"]["tenant_id"] == "acme"
+    assert _globex_jobs_count(p) == before
+
+
+def job_page(c: PortalClient, p: Platform) -> None:
+    r = c.get(f"/jobs/{_globex_job(p)}", headers=JSON)
+    assert r.status_code == 404
+    assert c.get(f"/jobs/{_globex_job(p)}").status_code == 404
+
+
+def job_model(c: PortalClient, p: Platform) -> None:
+    r = c.get(f"/jobs/{_globex_job(p)}/model", headers=JSON)
+    assert r.status_code == 404 and "location" not in r.headers
+
+
+def job_stop(c: PortalClient, p: Platform) -> None:
+    job_id = _globex_job(p)
+    p.table("Jobs").update_item(
+        Key={"tenant_id": "globex", "job_id": job_id},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": "IN_PROGRESS"},
+    )
+    try:
+        r = c.post_form(f"/jobs/{job_id}/stop", {}, headers=JSON)
+        assert r.status_code == 404
+        assert job_id not in [name for name, _ in p.calls.stops]
+    finally:
+        p.table("Jobs").update_item(
+            Key={"tenant_id": "globex", "job_id": job_id},
+            UpdateExpression="SET #s = :s",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": "COMPLETED"},
+        )
+
+
+def notifications(c: PortalClient, p: Platform) -> None:
+    r = c.get("/notifications", headers=JSON)
+    assert r.status_code == 200 and {n["tenant_id"] for n in r.json()} == {"acme"}
+    _no_globex(c.get("/notifications").text, p)
+
+
+def notification_read(c: PortalClient, p: Platform) -> None:
+    table = p.table("Notifications")
+    globex = table.query(
+        KeyConditionExpression="tenant_id = :t", ExpressionAttributeValues={":t": "globex"}
+    )["Items"][0]
+    r = c.post_form(
+        "/notifications/read", {"notification_id": globex["notification_id"]}, headers=JSON
+    )
+    assert r.status_code == 404
+    after = table.get_item(
+        Key={"tenant_id": "globex", "notification_id": globex["notification_id"]}
+    )["Item"]
+    assert after["read"] is False
+
+
+def admin_only(method: str, path: str, data: dict[str, str] | None = None) -> Callable[..., None]:
+    """A tenant user (even acme's) is refused with 403 and nothing changes."""
+
+    def case(c: PortalClient, p: Platform) -> None:
+        tenants_before = p.table("Tenants").scan()["Items"]
+        if method == "GET":
+            r = c.get(path, headers=JSON)
+        else:
+            r = c.post_form(path, data or {}, headers=JSON)
+        assert r.status_code == 403, (method, path, r.status_code)
+        assert "admins" in r.json()["error"]
+        assert p.table("Tenants").scan()["Items"] == tenants_before
+
+    return case
+
+
+CASES: dict[tuple[str, str], Callable[[PortalClient, Platform], None]] = {
+    ("GET", "/"): home,
+    ("GET", "/datasets"): datasets,
+    ("GET", "/datasets/upload"): upload,
+    ("GET", "/algorithms"): algorithms,
+    ("GET", "/jobs"): jobs_list,
+    ("GET", "/jobs/new"): job_form,
+    ("POST", "/jobs"): submit,
+    ("GET", "/jobs/{job_id}"): job_page,
+    ("GET", "/jobs/{job_id}/model"): job_model,
+    ("POST", "/jobs/{job_id}/stop"): job_stop,
+    ("GET", "/notifications"): notifications,
+    ("POST", "/notifications/read"): notification_read,
+    ("GET", "/admin"): admin_only("GET", "/admin"),
+    ("GET", "/admin/tenants"): admin_only("GET", "/admin/tenants"),
+    ("POST", "/admin/tenants"): admin_only(
+        "POST", "/admin/tenants", {"tenant_id": "evil", "display_name": "x"}
+    ),
+    ("GET", "/admin/tenants/{tenant_id}"): admin_only("GET", "/admin/tenants/globex"),
+    ("POST", "/admin/tenants/{tenant_id}"): admin_only(
+        "POST", "/admin/tenants/acme", {"max_running_jobs": "999"}
+    ),
+    ("POST", "/admin/tenants/{tenant_id}/status"): admin_only(
+        "POST", "/admin/tenants/globex/status", {"status": "SUSPENDED"}
+    ),
+    ("GET", "/admin/users"): admin_only("GET", "/admin/users"),
+    ("POST", "/admin/users"): admin_only(
+        "POST", "/admin/users", {"tenant_id": "globex", "email": "spy@acme.example"}
+    ),
+    ("GET", "/admin/algorithms"): admin_only("GET", "/admin/algorithms"),
+    ("GET", "/admin/algorithms/{algorithm_id}"): admin_only("GET", "/admin/algorithms/xgboost"),
+    ("POST", "/admin/algorithms"): admin_only(
+        "POST", "/admin/algorithms", {"id": "xgboost", "name": "evil", "image_uri": "evil"}
+    ),
+}
+
+NOT_TENANT_DATA = {("GET", "/health")}
+"""Routes that serve no tenant data at all (checked in test_tenant_pages)."""
+
+
+def test_every_route_has_a_cross_tenant_case(platform: Platform) -> None:
+    served = api_routes(platform.app) - {("HEAD", path) for _, path in api_routes(platform.app)}
+    missing = served - set(CASES) - NOT_TENANT_DATA
+    assert not missing, f"routes without a cross-tenant case in test_isolation.CASES: {missing}"
+    stale = set(CASES) - served
+    assert not stale, f"cases for routes that no longer exist: {stale}"
+
+
+@pytest.mark.parametrize("route", sorted(CASES), ids=lambda r: f"{r[0]} {r[1]}")
+def test_acme_cannot_reach_globex(platform: Platform, route: tuple[str, str]) -> None:
+    client = platform.client("alice")
+    mark = platform.calls.mark()
+    CASES[route](client, platform)
+    _only_acme_credentials(platform, platform.calls.since(mark))
+
+
+def _only_acme_credentials(platform: Platform, calls: list[tuple[str, str, str, Any]]) -> None:
+    settings = platform.settings
+    for service, operation, key, params in calls:
+        if key == platform.calls.instance_key:
+            # The instance role reads the catalog, assumes the tenant role and nothing else
+            # while serving a tenant user.
+            allowed = (service == "s3" and params.get("Bucket") == settings.catalog_bucket) or (
+                service == "sts" and operation == "AssumeRole"
+            )
+            assert allowed, f"instance role used for {service}:{operation} {params}"
+        else:
+            assert platform.calls.tenant_of_key(key) == "acme", (service, operation, params)
+    for params in platform.calls.assume_params:
+        assert params["Tags"] == [{"Key": "tenant", "Value": "acme"}]
