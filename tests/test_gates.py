@@ -18,7 +18,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 
 from tests.conftest import ROOT, Synthesized
 
-STACKS = ["Network"]
+STACKS = ["Network", "DataLake"]
 _ASSET_HASH = re.compile(r"[0-9a-f]{64}")
 
 
