@@ -23,6 +23,9 @@ from training_platform.platform_app import Platform, build_platform
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# The feature flags `cdk synth` applies (cdk.json's context): without them the tests would
+# synthesize an app with older defaults than the one `make synth` and `make deploy` build.
+CDK_CONTEXT: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
 
 
 class Synthesized:
@@ -52,7 +55,7 @@ class Synthesized:
 
 def _synthesize(config: PlatformConfig, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     outdir = tmp_path_factory.mktemp(f"cdk.out.{config.name}")
-    return Synthesized(build_platform(config, outdir=str(outdir)), outdir)
+    return Synthesized(build_platform(config, outdir=str(outdir), context=CDK_CONTEXT), outdir)
 
 
 @pytest.fixture(scope="session")

@@ -286,3 +286,93 @@ def test_app_reports_bad_configuration_and_exits(tmp_path: Path) -> None:
         "environment file" in result.stderr and "available environments: example" in result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+def test_data_lake_defaults() -> None:
+    settings = parse_config(base()).data_lake
+    assert settings.backup_retention_days == 35
+    assert settings.noncurrent_version_expiration_days == 90
+    assert settings.intelligent_tiering_after_days == 0
+    assert settings.efs_ia_after_days == 30
+    assert settings.cors_allowed_origins == ()
+
+
+@pytest.mark.parametrize("days", [6, 36501])
+def test_backup_retention_out_of_range(days: int) -> None:
+    message = error_of(base(data_lake={"backup_retention_days": days}))
+    assert (
+        f"data_lake.backup_retention_days: {days} days is out of range; allowed: 7 to 36500"
+        in message
+    )
+
+
+@pytest.mark.parametrize("days", [0, 3651])
+def test_noncurrent_version_expiration_out_of_range(days: int) -> None:
+    message = error_of(base(data_lake={"noncurrent_version_expiration_days": days}))
+    assert (
+        f"data_lake.noncurrent_version_expiration_days: {days} days is out of range; "
+        "allowed: 1 to 3650"
+    ) in message
+
+
+def test_intelligent_tiering_negative() -> None:
+    message = error_of(base(data_lake={"intelligent_tiering_after_days": -1}))
+    assert (
+        "data_lake.intelligent_tiering_after_days: -1 days is out of range; allowed: 0 to 3650"
+        in message
+    )
+
+
+def test_retention_that_is_not_a_number() -> None:
+    message = error_of(base(data_lake={"backup_retention_days": "a month"}))
+    assert "data_lake.backup_retention_days: Input should be a valid integer" in message
+    assert "(got 'a month')" in message
+
+
+def test_efs_transition_period_efs_does_not_offer() -> None:
+    message = error_of(base(data_lake={"efs_ia_after_days": 45}))
+    assert (
+        "data_lake.efs_ia_after_days: 45 is not an EFS Infrequent Access transition period; "
+        "allowed: 1, 7, 14, 30, 60, 90, 180, 270, 365 (days)"
+    ) in message
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://portal.example.com",
+        "https://portal.example.com/",
+        "https://portal.example.com/upload",
+        "https://*.example.com",
+        "*",
+        "https://Portal.Example.com",
+    ],
+)
+def test_cors_origin_that_is_not_an_https_origin(origin: str) -> None:
+    message = error_of(base(data_lake={"cors_allowed_origins": [origin]}))
+    assert f"data_lake.cors_allowed_origins.0: {origin!r} is not an https origin" in message
+    assert "no path, no trailing slash and no wildcard" in message
+
+
+def test_cors_origin_listed_twice() -> None:
+    origin = "https://portal.example.com"
+    message = error_of(base(data_lake={"cors_allowed_origins": [origin, origin]}))
+    assert (
+        "data_lake: cors_allowed_origins lists 'https://portal.example.com' more than once"
+        in message
+    )
+
+
+def test_cors_origins_with_port_are_allowed() -> None:
+    origins = ["https://portal.example.com", "https://portal.example.com:8443"]
+    config = parse_config(base(data_lake={"cors_allowed_origins": origins}))
+    assert config.data_lake.cors_allowed_origins == tuple(origins)
+
+
+def test_unknown_data_lake_key() -> None:
+    message = error_of(base(data_lake={"backup_days": 30}))
+    assert (
+        "data_lake.backup_days: unknown setting; allowed here: backup_retention_days, "
+        "cors_allowed_origins, efs_ia_after_days, intelligent_tiering_after_days, "
+        "noncurrent_version_expiration_days"
+    ) in message

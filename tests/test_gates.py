@@ -18,7 +18,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 
 from tests.conftest import ROOT, Synthesized
 
-STACKS = ["Network"]
+STACKS = ["Network", "DataLake"]
 _ASSET_HASH = re.compile(r"[0-9a-f]{64}")
 
 
@@ -92,3 +92,10 @@ def test_cfn_lint_is_clean(synthesized: Synthesized) -> None:
     problems = [line for line in findings if not re.search(r":I\d+:", line)]
     assert problems == [], "\n".join(problems)
     assert result.returncode in (0, 8), result.stderr  # 8: informational findings only
+
+
+def test_synthesized_with_the_feature_flags_of_cdk_json(synthesized: Synthesized) -> None:
+    """The tests build what `make synth` builds: cdk.json's feature flags are in the app."""
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    node = synthesized.platform.app.node
+    assert {flag: node.try_get_context(flag) for flag in context} == context

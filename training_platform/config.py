@@ -42,6 +42,12 @@ _INSTANCE_TYPE = re.compile(
 )
 _TAG_KEY = re.compile(r"^[\w .:/=+\-@]{1,128}$")
 _TAG_VALUE = re.compile(r"^[\w .:/=+\-@]{0,256}$")
+_HTTPS_ORIGIN = re.compile(
+    r"^https://(?=.{1,253}(:|$))([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}(:\d{1,5})?$"
+)
+
+# Amazon EFS moves files to Infrequent Access after one of these periods without access (days).
+EFS_IA_AFTER_DAYS = (1, 7, 14, 30, 60, 90, 180, 270, 365)
 
 
 class ConfigError(ValueError):
@@ -109,11 +115,40 @@ def _tags(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def _https_origin(value: str) -> str:
+    if not _HTTPS_ORIGIN.match(value):
+        raise ValueError(
+            f"{value!r} is not an https origin; expected 'https://<lowercase host name>' with an "
+            "optional ':<port>', no path, no trailing slash and no wildcard, such as "
+            "'https://portal.example.com'"
+        )
+    return value
+
+
+def _days(low: int, high: int) -> Any:
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"{value} days is out of range; allowed: {low} to {high}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _efs_ia_after_days(value: int) -> int:
+    if value not in EFS_IA_AFTER_DAYS:
+        raise ValueError(
+            f"{value} is not an EFS Infrequent Access transition period; allowed: "
+            f"{', '.join(map(str, EFS_IA_AFTER_DAYS))} (days)"
+        )
+    return value
+
+
 VpcCidr = Annotated[str, AfterValidator(_vpc_cidr)]
 VpnCidr = Annotated[str, AfterValidator(_vpn_cidr)]
 AcmCertificateArn = Annotated[str, AfterValidator(_acm_arn)]
 InstanceTypeName = Annotated[str, AfterValidator(_instance_type)]
 Tags = Annotated[dict[str, str], AfterValidator(_tags)]
+HttpsOrigin = Annotated[str, AfterValidator(_https_origin)]
 
 
 def is_graviton(instance_type: str) -> bool:
@@ -176,6 +211,33 @@ class BastionSettings(_Settings):
     instance_type: InstanceTypeName = "t4g.nano"
 
 
+class DataLakeSettings(_Settings):
+    """Storage classes, version history, backups and browser uploads of the DataLake stack."""
+
+    # AWS Backup keeps each recovery point this long (daily backups of EFS and two buckets).
+    backup_retention_days: Annotated[int, _days(7, 36500)] = 35
+    # S3 deletes an object version this long after a newer version replaced it.
+    noncurrent_version_expiration_days: Annotated[int, _days(1, 3650)] = 90
+    # S3 moves objects to Intelligent-Tiering this long after they are written (0: at once).
+    intelligent_tiering_after_days: Annotated[int, _days(0, 3650)] = 0
+    # EFS moves a file to Infrequent Access after this long without access.
+    efs_ia_after_days: Annotated[int, AfterValidator(_efs_ia_after_days)] = 30
+    # Browser origins allowed to POST presigned uploads to the tenant data bucket; none: no CORS.
+    cors_allowed_origins: tuple[HttpsOrigin, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_origins(self) -> DataLakeSettings:
+        duplicates = sorted(
+            {o for o in self.cors_allowed_origins if self.cors_allowed_origins.count(o) > 1}
+        )
+        if duplicates:
+            raise ValueError(
+                f"cors_allowed_origins lists {', '.join(map(repr, duplicates))} more than once; "
+                "list each origin once"
+            )
+        return self
+
+
 class TrainingSettings(_Settings):
     max_receive_count: int = Field(default=5, ge=2, le=20)
     launch_concurrency: int = Field(default=5, ge=1, le=100)
@@ -196,6 +258,7 @@ class PlatformConfig(_Settings):
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     vpn: VpnSettings = Field(default_factory=VpnSettings)
     bastion: BastionSettings = Field(default_factory=BastionSettings)
+    data_lake: DataLakeSettings = Field(default_factory=DataLakeSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
 
     @model_validator(mode="after")

@@ -9,7 +9,9 @@ from aws_cdk import App, Environment, RemovalPolicy, Stack, Tags, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 
 from training_platform.config import PlatformConfig
+from training_platform.stacks.data_lake import DataLakeStack
 from training_platform.stacks.network import NetworkStack
+from training_platform.stacks.training import TrainingStack
 
 
 @dataclass(frozen=True)
@@ -18,10 +20,12 @@ class Platform:
 
     app: App
     network: NetworkStack
+    data_lake: DataLakeStack
+    training: TrainingStack
 
     @property
     def stacks(self) -> list[Stack]:
-        return [self.network]
+        return [self.network, self.data_lake, self.training]
 
 
 def removal_policy(config: PlatformConfig) -> RemovalPolicy:
@@ -56,9 +60,42 @@ def build_platform(
         removal_policy=policy,
     )
 
+    data_lake = DataLakeStack(
+        app,
+        f"{prefix}-DataLake",
+        description=(
+            "AI training platform: KMS keys, S3 buckets, EFS, AWS Backup and the tenant access role"
+        ),
+        env=env,
+        vpc=network.vpc,
+        private_subnets=network.private_subnets,
+        admin_security_group=network.admin_security_group,
+        training_security_group=network.training_security_group,
+        settings=config.data_lake,
+        log_retention_days=config.log_retention_days,
+        removal_policy=policy,
+    )
+    data_lake.allow_admin_mount(network.bastion.role)
+
+    training = TrainingStack(
+        app,
+        f"{prefix}-Training",
+        description=(
+            "AI training platform: queues, tables, handlers and roles that run SageMaker jobs"
+        ),
+        env=env,
+        vpc=network.vpc,
+        private_subnets=network.private_subnets,
+        training_security_group=network.training_security_group,
+        data_lake=data_lake,
+        settings=config.training,
+        log_retention_days=config.log_retention_days,
+        removal_policy=policy,
+    )
+
     Tags.of(app).add("platform", "ai-training-platform")
     Tags.of(app).add("environment", config.name)
     for key, value in config.tags.items():
         Tags.of(app).add(key, value)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app))
-    return Platform(app=app, network=network)
+    return Platform(app=app, network=network, data_lake=data_lake, training=training)

@@ -1,0 +1,298 @@
+"""Tenant isolation, read from the synthesized template: every permission of the tenant role is
+bound to the caller's own session tag ``tenant``, and only the portal may assume the role with a
+well-formed tag.
+
+The checker (:func:`unbound_grants`) is tested on statements that leak, so that a test that passes
+cannot be passing by looking at nothing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk.assertions import Template
+
+from tests.conftest import Synthesized
+from training_platform.constructs.tenant_access import (
+    tenant_assume_statements,
+    tenant_table_policy,
+    tenant_table_statements,
+)
+
+TENANT = "${aws:PrincipalTag/tenant}"
+PREFIX = f"tenants/{TENANT}/"
+TENANT_ROLE = "TenantAccessRoleD50CA26B"
+TENANT_DATA_SERVICES = ("s3", "dynamodb", "sagemaker", "kms")
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def flat(value: Any) -> str:
+    """An ARN as one string: a Fn::Join's parts concatenated, other intrinsics as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(flat(part) for part in parts)
+    return json.dumps(value, sort_keys=True)
+
+
+def unbound_grants(statement: dict[str, Any]) -> list[str]:
+    """Why an Allow statement would reach tenant data without the tenant condition (empty: fine)."""
+    if statement["Effect"] != "Allow":
+        return []
+    actions = as_list(statement["Action"])
+    resources = [flat(r) for r in as_list(statement.get("Resource", []))]
+    conditions = statement.get("Condition", {})
+    problems = []
+    for action in actions:
+        service, _, name = action.partition(":")
+        if service not in TENANT_DATA_SERVICES:
+            problems.append(f"{action}: a service the tenant role has no business with")
+        elif "*" in name:
+            problems.append(f"{action}: a wildcard action")
+        elif service == "s3" and name == "ListBucket":
+            prefixes = as_list(conditions.get("StringLike", {}).get("s3:prefix", []))
+            if not prefixes or not all(p.startswith(PREFIX) for p in prefixes):
+                problems.append(f"{action}: not limited by s3:prefix to {PREFIX}")
+        elif service == "s3":
+            if not resources or not all(r.endswith(f"/{PREFIX}*") for r in resources):
+                problems.append(f"{action}: resources outside {PREFIX}: {resources}")
+        elif service == "dynamodb":
+            keys = conditions.get("ForAllValues:StringEquals", {}).get("dynamodb:LeadingKeys")
+            if keys != [TENANT]:
+                problems.append(f"{action}: not limited by dynamodb:LeadingKeys to {TENANT}")
+        elif service == "sagemaker":
+            tag = conditions.get("StringEquals", {}).get("aws:ResourceTag/tenant")
+            if tag != TENANT:
+                problems.append(f"{action}: not limited by aws:ResourceTag/tenant")
+        elif service == "kms":
+            via = flat(conditions.get("StringEquals", {}).get("kms:ViaService", ""))
+            if not (via.startswith("s3.") and via.endswith(".amazonaws.com")) or "*" in via:
+                problems.append(f"{action}: usable outside S3 (no kms:ViaService s3)")
+    return problems
+
+
+def tenant_role_statements(synthesized: Synthesized) -> list[dict[str, Any]]:
+    """Every identity statement that reaches the tenant role: inline policies, customer managed
+    policies attached to it, and no AWS managed policy (asserted)."""
+    template = synthesized.raw("DataLake")
+    role = template["Resources"][TENANT_ROLE]["Properties"]
+    assert "ManagedPolicyArns" not in role and "Policies" not in role
+    statements: list[dict[str, Any]] = []
+    attached = 0
+    for resource in template["Resources"].values():
+        if resource["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy") and {
+            "Ref": TENANT_ROLE
+        } in resource["Properties"].get("Roles", []):
+            attached += 1
+            statements.extend(resource["Properties"]["PolicyDocument"]["Statement"])
+    assert attached == 1
+    return statements
+
+
+# --- The checker catches leaks -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::data/*"},
+        {
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": ["arn:aws:s3:::data/tenants/${aws:PrincipalTag/tenant}/*", "arn:x/*"],
+        },
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::data"},
+        {
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": "arn:aws:s3:::data",
+            "Condition": {"StringLike": {"s3:prefix": ["tenants/*"]}},
+        },
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::data/tenants/x/*"},
+        {"Effect": "Allow", "Action": "dynamodb:Query", "Resource": "arn:aws:dynamodb:::t"},
+        {"Effect": "Allow", "Action": "sagemaker:StopTrainingJob", "Resource": "*"},
+        {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"},
+        {"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"},
+    ],
+)
+def test_checker_flags_grants_without_the_tenant_condition(statement: dict[str, Any]) -> None:
+    assert unbound_grants(statement) != []
+
+
+# --- The tenant role in the template -------------------------------------------------------------
+
+
+def test_every_tenant_role_grant_is_bound_to_the_tenant(synthesized: Synthesized) -> None:
+    statements = tenant_role_statements(synthesized)
+    allows = [s for s in statements if s["Effect"] == "Allow"]
+    assert len(allows) == 5
+    problems = {json.dumps(s["Sid"]): unbound_grants(s) for s in allows}
+    assert all(p == [] for p in problems.values()), problems
+
+
+def test_tenant_role_reaches_each_bucket_as_intended(full: Synthesized) -> None:
+    by_sid = {s["Sid"]: s for s in tenant_role_statements(full)}
+    read = [flat(r) for r in by_sid["ReadOwnObjects"]["Resource"]]
+    write = [flat(r) for r in as_list(by_sid["WriteOwnObjects"]["Resource"])]
+    assert sorted(r.split('"')[3] for r in read) == [
+        "ArtifactsBucket88671897",
+        "TenantDataBucket7376A0FC",
+    ]
+    assert [r.split('"')[3] for r in write] == ["TenantDataBucket7376A0FC"]
+    assert sorted(by_sid["WriteOwnObjects"]["Action"]) == [
+        "s3:AbortMultipartUpload",
+        "s3:DeleteObject",
+        "s3:PutObject",
+    ]
+    everything = json.dumps(tenant_role_statements(full))
+    assert "CatalogBucket" not in everything and "AccessLogsBucket" not in everything
+    assert by_sid["UseBucketKeyThroughS3"]["Condition"] == {
+        "StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}
+    }
+    assert by_sid["UseBucketKeyThroughS3"]["Resource"] == {"Fn::GetAtt": ["DataKey17AFBB84", "Arn"]}
+    assert by_sid["OwnTrainingJobs"]["Resource"] == (
+        "arn:aws:sagemaker:eu-west-1:111111111111:training-job/*"
+    )
+
+
+def test_sessions_without_a_tenant_tag_are_denied_everything(synthesized: Synthesized) -> None:
+    denies = [s for s in tenant_role_statements(synthesized) if s["Effect"] == "Deny"]
+    assert denies == [
+        {
+            "Action": ["dynamodb:*", "kms:*", "s3:*", "sagemaker:*"],
+            "Condition": {"Null": {"aws:PrincipalTag/tenant": "true"}},
+            "Effect": "Deny",
+            "Resource": "*",
+            "Sid": "DenyWithoutTenantTag",
+        }
+    ]
+
+
+def test_trust_policy_requires_the_portal_and_a_well_formed_tenant_tag(full: Synthesized) -> None:
+    trust = full.raw("DataLake")["Resources"][TENANT_ROLE]["Properties"]["AssumeRolePolicyDocument"]
+    [statement] = trust["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"AWS": "arn:aws:iam::111111111111:root"}
+    assert sorted(statement["Action"]) == ["sts:AssumeRole", "sts:TagSession"]
+    conditions = statement["Condition"]
+    assert conditions["StringEquals"] == {"aws:PrincipalTag/training-platform-component": "portal"}
+    assert conditions["Null"] == {"aws:RequestTag/tenant": "false"}
+    assert conditions["ForAllValues:StringEquals"] == {"aws:TagKeys": ["tenant"]}
+    assert conditions["StringLike"] == {"aws:RequestTag/tenant": "???*"}
+    refused = conditions["StringNotLike"]["aws:RequestTag/tenant"]
+    assert "*/*" in refused  # a tenant value with '/' would reach into a sub-prefix
+    assert "?" * 25 + "*" in refused  # tenant ids are at most 24 characters
+    assert set(conditions) == {
+        "StringEquals",
+        "Null",
+        "ForAllValues:StringEquals",
+        "StringLike",
+        "StringNotLike",
+    }
+
+
+@pytest.mark.parametrize(
+    ("tag", "accepted"),
+    [
+        ("acme", True),
+        ("acme-robotics", True),
+        ("a" * 24, True),
+        ("ab", False),
+        ("a" * 25, False),
+        ("acme/datasets", False),
+        ("acme robotics", False),
+        ("acme.robotics", False),
+        ("acme_robotics", False),
+        ("acme:robotics", False),
+        ("acme@robotics", False),
+    ],
+)
+def test_trust_patterns_accept_tenant_ids_only(full: Synthesized, tag: str, accepted: bool) -> None:
+    """The StringLike/StringNotLike patterns evaluated the way IAM does ('*' any run, '?' one)."""
+    trust = full.raw("DataLake")["Resources"][TENANT_ROLE]["Properties"]["AssumeRolePolicyDocument"]
+    conditions = trust["Statement"][0]["Condition"]
+
+    def like(value: str, pattern: str) -> bool:
+        assert "[" not in pattern  # fnmatch would read it as a character class; IAM does not
+        return fnmatch.fnmatchcase(value, pattern)
+
+    required = as_list(conditions["StringLike"]["aws:RequestTag/tenant"])
+    refused = as_list(conditions["StringNotLike"]["aws:RequestTag/tenant"])
+    result = any(like(tag, p) for p in required) and not any(like(tag, p) for p in refused)
+    assert result is accepted
+
+
+# --- DynamoDB statements (the Training stack attaches them) --------------------------------------
+
+
+def test_table_statements_limit_items_to_the_tenant_partition(tmp_path: Path) -> None:
+    app = App(outdir=str(tmp_path))
+    stack = Stack(app, "Probe")
+    jobs = dynamodb.Table(
+        stack,
+        "Jobs",
+        partition_key=dynamodb.Attribute(name="tenant_id", type=dynamodb.AttributeType.STRING),
+        sort_key=dynamodb.Attribute(name="job_id", type=dynamodb.AttributeType.STRING),
+    )
+    tenants = dynamodb.Table(
+        stack,
+        "Tenants",
+        partition_key=dynamodb.Attribute(name="tenant_id", type=dynamodb.AttributeType.STRING),
+    )
+    role = iam.Role.from_role_arn(stack, "TenantRole", "arn:aws:iam::111111111111:role/tenant")
+    tenant_table_policy(
+        stack, "TenantTables", role=role, tables=[tenants, jobs], indexes=[(jobs, "ByCreatedAt")]
+    )
+    template = Template.from_stack(stack).to_json()
+    [policy] = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::ManagedPolicy"]
+    assert policy["Properties"]["Roles"] == ["tenant"]
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert unbound_grants(statement) == []
+    assert sorted(statement["Action"]) == [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+    ]
+    assert statement["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [TENANT]}
+    }
+    resources = [flat(r) for r in statement["Resource"]]
+    assert len(resources) == 3
+    assert any(r.endswith("/index/ByCreatedAt") for r in resources)
+    assert not any(r.endswith("*") for r in resources)
+
+
+def test_table_statements_never_include_unkeyed_operations() -> None:
+    app = App()
+    stack = Stack(app, "Probe")
+    table = dynamodb.Table(
+        stack,
+        "Table",
+        partition_key=dynamodb.Attribute(name="tenant_id", type=dynamodb.AttributeType.STRING),
+    )
+    actions = {a for s in tenant_table_statements([table]) for a in s.actions}
+    # Scan, batch and PartiQL requests may carry no leading key; ForAllValues of nothing is true.
+    assert actions.isdisjoint({"dynamodb:Scan", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"})
+    assert not any(a.startswith("dynamodb:PartiQL") or "*" in a for a in actions)
+
+
+def test_portal_assume_statements_name_the_tenant_role(full: Synthesized) -> None:
+    data_lake = full.platform.data_lake
+    [statement] = [
+        data_lake.resolve(s.to_statement_json())
+        for s in tenant_assume_statements(data_lake.tenant_role)
+    ]
+    assert statement["Action"] == ["sts:AssumeRole", "sts:TagSession"]
+    assert statement["Resource"] == {"Fn::GetAtt": [TENANT_ROLE, "Arn"]}

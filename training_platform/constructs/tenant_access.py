@@ -1,0 +1,238 @@
+"""The tenant access role: attribute-based access control on the session tag ``tenant``.
+
+The portal acts for a tenant with credentials from ``sts:AssumeRole`` on this role, passing the
+session tag ``tenant=<tenant id>``. Every permission of the role names
+``${aws:PrincipalTag/tenant}``, so one role serves every tenant and adding a tenant changes no
+template: S3 only under ``tenants/<tenant>/``, DynamoDB only on items whose partition key is the
+tenant id, SageMaker only on training jobs tagged with the tenant.
+
+The DynamoDB tables live in the Training stack, which depends on the DataLake stack. The DataLake
+stack therefore must not name them (that would be a dependency cycle); the Training stack attaches
+:func:`tenant_table_statements` to :attr:`TenantAccessRole.role` with :func:`tenant_table_policy`,
+in its own stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import ArnFormat, CfnElement, Stack, Token
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct, IConstruct
+
+from training_platform.constructs.nag import acknowledge
+
+TENANT_TAG = "tenant"
+TENANT = "${aws:PrincipalTag/tenant}"
+TENANT_PREFIX = f"tenants/{TENANT}/"
+
+# The Portal stack tags its instance role with this; only principals so tagged may assume the role.
+COMPONENT_TAG_KEY = "training-platform-component"
+PORTAL_COMPONENT = "portal"
+
+# Tenant ids are ^[a-z][a-z0-9-]{2,23}$ (contract.md). IAM conditions have no regular expressions:
+# the trust policy requires 3 to 24 characters and refuses every character that STS allows in a
+# tag value but a tenant id never holds, above all '/', which would reach into another prefix.
+# STS itself refuses '*', '?' and '$' (wildcards and policy variables) in tag values.
+# Upper-case and non-ASCII letters cannot be enumerated; they cannot widen access either (S3 keys,
+# DynamoDB keys and tag comparisons are case-sensitive, exact matches).
+TENANT_TAG_MIN_LENGTH = 3
+TENANT_TAG_MAX_LENGTH = 24
+FORBIDDEN_TENANT_TAG_PATTERNS = (
+    "*/*",
+    "* *",
+    "*_*",
+    "*.*",
+    "*:*",
+    "*=*",
+    "*+*",
+    "*@*",
+    "?" * (TENANT_TAG_MAX_LENGTH + 1) + "*",
+)
+
+TENANT_TABLE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+)
+TENANT_TRAINING_JOB_ACTIONS = ("sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob")
+TENANT_OBJECT_READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
+TENANT_OBJECT_WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject")
+
+
+def tenant_trust_conditions() -> dict[str, dict[str, object]]:
+    """Conditions on ``sts:AssumeRole`` and ``sts:TagSession`` into the tenant role."""
+    return {
+        "StringEquals": {f"aws:PrincipalTag/{COMPONENT_TAG_KEY}": PORTAL_COMPONENT},
+        "Null": {f"aws:RequestTag/{TENANT_TAG}": "false"},
+        "ForAllValues:StringEquals": {"aws:TagKeys": [TENANT_TAG]},
+        "StringLike": {f"aws:RequestTag/{TENANT_TAG}": "?" * TENANT_TAG_MIN_LENGTH + "*"},
+        "StringNotLike": {f"aws:RequestTag/{TENANT_TAG}": list(FORBIDDEN_TENANT_TAG_PATTERNS)},
+    }
+
+
+class TenantAccessRole(Construct):
+    """The role the portal assumes for one tenant at a time (see the module docstring).
+
+    ``buckets_read`` are read under the tenant's prefix (tenant data and model artifacts);
+    ``buckets_write`` may also be written and deleted there (tenant data only: artifacts are
+    written by SageMaker). ``bucket_key`` may be used only through S3.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        buckets_read: Sequence[s3.IBucket],
+        buckets_write: Sequence[s3.IBucket],
+        bucket_key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, id)
+        stack = Stack.of(self)
+        principal = iam.AccountPrincipal(stack.account).with_conditions(tenant_trust_conditions())
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.SessionTagsPrincipal(principal),
+            description=(
+                "Assumed by the portal for one tenant (session tag tenant=<id>); every permission "
+                "is limited to that tenant's data"
+            ),
+        )
+        statements = [
+            iam.PolicyStatement(
+                sid="ReadOwnObjects",
+                actions=list(TENANT_OBJECT_READ_ACTIONS),
+                resources=[b.arn_for_objects(f"{TENANT_PREFIX}*") for b in buckets_read],
+            ),
+            iam.PolicyStatement(
+                sid="WriteOwnObjects",
+                actions=list(TENANT_OBJECT_WRITE_ACTIONS),
+                resources=[b.arn_for_objects(f"{TENANT_PREFIX}*") for b in buckets_write],
+            ),
+            iam.PolicyStatement(
+                sid="ListOwnPrefix",
+                actions=["s3:ListBucket"],
+                resources=[b.bucket_arn for b in buckets_read],
+                conditions={"StringLike": {"s3:prefix": [f"{TENANT_PREFIX}*"]}},
+            ),
+            iam.PolicyStatement(
+                sid="UseBucketKeyThroughS3",
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[bucket_key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
+            ),
+            iam.PolicyStatement(
+                sid="OwnTrainingJobs",
+                actions=list(TENANT_TRAINING_JOB_ACTIONS),
+                resources=[
+                    stack.format_arn(
+                        service="sagemaker",
+                        resource="training-job",
+                        resource_name="*",
+                        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+                    )
+                ],
+                conditions={"StringEquals": {f"aws:ResourceTag/{TENANT_TAG}": TENANT}},
+            ),
+            iam.PolicyStatement(
+                sid="DenyWithoutTenantTag",
+                effect=iam.Effect.DENY,
+                actions=["s3:*", "dynamodb:*", "sagemaker:*", "kms:*"],
+                resources=["*"],
+                conditions={"Null": {f"aws:PrincipalTag/{TENANT_TAG}": "true"}},
+            ),
+        ]
+        self.policy = iam.ManagedPolicy(
+            self,
+            "Policy",
+            description="Tenant data access, limited by the session tag tenant",
+            statements=statements,
+            roles=[self.role],
+        )
+        for bucket in dict.fromkeys([*buckets_read, *buckets_write]):
+            acknowledge(
+                self.policy,
+                f"AwsSolutions-IAM5[Resource::<{_logical_id(bucket)}.Arn>/"
+                "tenants/<aws:PrincipalTag/tenant>/*]",
+                "Objects only under tenants/${aws:PrincipalTag/tenant}/: the wildcard spans the "
+                "caller's own tenant prefix (the session tag, which the trust policy checks).",
+            )
+        acknowledge(
+            self.policy,
+            f"AwsSolutions-IAM5[Resource::arn:{_nag(stack.partition, 'Partition')}:sagemaker:"
+            f"{_nag(stack.region, 'Region')}:{_nag(stack.account, 'AccountId')}:training-job/*]",
+            "Training job names are not known in advance; the statement's condition "
+            "aws:ResourceTag/tenant = ${aws:PrincipalTag/tenant} limits it to the caller's jobs.",
+        )
+
+
+def _nag(value: str, pseudo: str) -> str:
+    """How cdk-nag writes ``value`` in a finding: a pseudo parameter when it is unresolved."""
+    return f"<AWS::{pseudo}>" if Token.is_unresolved(value) else value
+
+
+def _logical_id(construct: IConstruct) -> str:
+    child = construct.node.default_child
+    assert isinstance(child, CfnElement), f"{construct.node.path} has no CloudFormation resource"
+    return Stack.of(child).get_logical_id(child)
+
+
+def tenant_table_statements(
+    tables: Sequence[dynamodb.ITable], *, indexes: Sequence[tuple[dynamodb.ITable, str]] = ()
+) -> list[iam.PolicyStatement]:
+    """The tenant role's DynamoDB permissions on ``tables`` and the named secondary ``indexes``
+    (``(table, index name)``, e.g. ``(jobs, "ByCreatedAt")``): items whose partition key is the
+    caller's tenant id, and nothing else.
+
+    ``ForAllValues:StringEquals`` on ``dynamodb:LeadingKeys`` compares every partition key the
+    request touches with the session tag. The actions are ones that always carry a partition key
+    (no Scan, no batch or PartiQL operations), so the set of leading keys is never empty.
+    """
+    resources = [t.table_arn for t in tables]
+    resources += [f"{table.table_arn}/index/{name}" for table, name in indexes]
+    return [
+        iam.PolicyStatement(
+            sid="OwnTenantItems",
+            actions=list(TENANT_TABLE_ACTIONS),
+            resources=resources,
+            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [TENANT]}},
+        )
+    ]
+
+
+def tenant_table_policy(
+    scope: Construct,
+    id: str,
+    *,
+    role: iam.IRole,
+    tables: Sequence[dynamodb.ITable],
+    indexes: Sequence[tuple[dynamodb.ITable, str]] = (),
+) -> iam.ManagedPolicy:
+    """Attach :func:`tenant_table_statements` to the tenant role, from the stack of ``scope``
+    (the Training stack, which owns the tables). A customer managed policy, not an inline one,
+    so that the NIST pack's IAMNoInlinePolicy rule holds."""
+    return iam.ManagedPolicy(
+        scope,
+        id,
+        description="Tenant access to its own items (dynamodb:LeadingKeys = session tag tenant)",
+        statements=tenant_table_statements(tables, indexes=indexes),
+        roles=[role],
+    )
+
+
+def tenant_assume_statements(tenant_role: iam.IRole) -> list[iam.PolicyStatement]:
+    """What the portal's instance role needs to act for a tenant: assume the tenant role and
+    set the session tag on it (the trust policy checks the tag and the caller's component tag)."""
+    return [
+        iam.PolicyStatement(
+            sid="AssumeTenantRole",
+            actions=["sts:AssumeRole", "sts:TagSession"],
+            resources=[tenant_role.role_arn],
+        )
+    ]
