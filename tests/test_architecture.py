@@ -30,9 +30,9 @@ def test_readme_diagram_matches_the_example_assembly(example: Synthesized) -> No
 
 def test_a_stack_added_without_make_diagram_is_named(example: Synthesized) -> None:
     stacks = load_stacks(example.outdir)
-    added = stack("TrainingPlatform-example-DataLake", {"Data": {"Type": "AWS::S3::Bucket"}})
+    added = stack("TrainingPlatform-example-Added", {"Data": {"Type": "AWS::S3::Bucket"}})
     problems = architecture.readme_problems(README.read_text(), [*stacks, added])
-    assert "stack TrainingPlatform-example-DataLake is missing from the README's architecture " in (
+    assert "stack TrainingPlatform-example-Added is missing from the README's architecture " in (
         "\n".join(problems)
     )
     assert problems[-1] == "run `make diagram` and commit README.md"

@@ -153,5 +153,6 @@ class PlatformFunction(Construct):
             self.function,
             "NIST.800.53.R5-LambdaDLQ",
             "The function is invoked only by an SQS event source mapping; failed messages go to "
-            "the source queue's dead-letter queue, so an asynchronous-invocation DLQ never applies.",
+            "the source queue's dead-letter queue, so an asynchronous-invocation DLQ never "
+            "applies.",
         )

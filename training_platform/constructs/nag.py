@@ -32,3 +32,15 @@ def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
             f"can check (at least {_MIN_REASON} characters), got {reason!r}"
         )
     Validations.of(construct).acknowledge(Acknowledgment(id=f"{pack}::{rule}", reason=reason))
+
+
+def acknowledge_findings(
+    construct: IConstruct, rule: str, findings: list[str], reason: str
+) -> None:
+    """Acknowledge several findings of one rule (``rule[finding]`` each) with one reason.
+
+    cdk-nag 3 matches acknowledgements exactly: ``AwsSolutions-IAM5`` does not cover
+    ``AwsSolutions-IAM5[Resource::*]``, so each wildcard a reviewer accepts is named.
+    """
+    for finding in findings:
+        acknowledge(construct, f"{rule}[{finding}]", reason)

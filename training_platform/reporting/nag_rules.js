@@ -15,13 +15,31 @@ const nag = require('cdk-nag');
 
 const [assembly, ...wanted] = process.argv.slice(2);
 const manifest = JSON.parse(fs.readFileSync(path.join(assembly, 'manifest.json'), 'utf8'));
+// cloudformation-include cannot parse cross-stack references (Fn::ImportValue of a token,
+// Fn::GetStackOutput): they are replaced with an opaque string, which rules treat as they treat
+// any value they cannot see into.
+function withoutCrossStackReferences(value) {
+  if (Array.isArray(value)) return value.map(withoutCrossStackReferences);
+  if (value && typeof value === 'object') {
+    const keys = Object.keys(value);
+    if (keys.length === 1 && (keys[0] === 'Fn::GetStackOutput' || keys[0] === 'Fn::ImportValue')) {
+      return 'cross-stack-reference';
+    }
+    return Object.fromEntries(keys.map((k) => [k, withoutCrossStackReferences(value[k])]));
+  }
+  return value;
+}
+
+const staging = fs.mkdtempSync(path.join(require('os').tmpdir(), 'nag-templates-'));
 const app = new cdk.App();
 for (const [id, artifact] of Object.entries(manifest.artifacts)) {
   if (artifact.type !== 'aws:cloudformation:stack') continue;
+  const template = JSON.parse(
+    fs.readFileSync(path.join(assembly, artifact.properties.templateFile), 'utf8'));
+  const templateFile = path.join(staging, `${id}.template.json`);
+  fs.writeFileSync(templateFile, JSON.stringify(withoutCrossStackReferences(template)));
   const stack = new cdk.Stack(app, id);
-  new CfnInclude(stack, 'Template', {
-    templateFile: path.join(assembly, artifact.properties.templateFile),
-  });
+  new CfnInclude(stack, 'Template', { templateFile });
 }
 
 // The pack classes cdk-nag exports, by the name they report under.
@@ -61,3 +79,4 @@ for (const name of wanted) {
   result.packs[name] = rules;
 }
 process.stdout.write(JSON.stringify(result));
+fs.rmSync(staging, { recursive: true, force: true });

@@ -11,6 +11,7 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from training_platform.config import DataLakeSettings
+from training_platform.constructs.data_access import DataAccessPolicies
 from training_platform.constructs.nag import acknowledge
 from training_platform.constructs.secure_bucket import BucketLifecycle, SecureBucket
 from training_platform.constructs.shared_file_system import SharedFileSystem
@@ -44,7 +45,9 @@ class DataLakeStack(Stack):
 
     Attributes other stacks receive: ``data_key``, ``data_bucket``, ``catalog_bucket``,
     ``artifacts_bucket``, ``access_logs_bucket``, ``file_system``, ``admin_access_point``,
-    ``training_access_point``, ``backup_vault`` and ``tenant_role``; ``training_mount_statements``
+    ``training_access_point``, ``backup_vault``, ``backup_plan``, ``backup_role`` (for other
+    stacks' backup selections) and ``tenant_role``; ``access_policies``
+    (managed policies for training jobs and catalog readers); ``training_mount_statements``
     for the training jobs' role. The DynamoDB statements of the tenant role come from
     ``training_platform.constructs.tenant_access.tenant_table_policy`` in the Training stack.
     """
@@ -134,6 +137,15 @@ class DataLakeStack(Stack):
 
         self.backup_vault, self.backup_plan = self._backups(settings, removal_policy)
 
+        self.access_policies = DataAccessPolicies(
+            self,
+            "Access",
+            data_bucket=self.data_bucket,
+            artifacts_bucket=self.artifacts_bucket,
+            catalog_bucket=self.catalog_bucket,
+            data_key=self.data_key,
+        )
+
         self.tenant_role = TenantAccessRole(
             self,
             "TenantAccess",
@@ -199,6 +211,7 @@ class DataLakeStack(Stack):
                 "AWS Backup's own service-role policy for backup or restore of EFS and S3; AWS "
                 "keeps it in step with what the service calls, which a copy here would not be.",
             )
+        self.backup_role = role
         plan.add_selection(
             "Data",
             role=role,

@@ -8,7 +8,8 @@ the tenant. Every queue has a dead-letter queue; see README "Operations" for red
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_backup as backup
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
@@ -24,7 +25,7 @@ from constructs import Construct
 from training_platform.config import TrainingSettings
 from training_platform.constructs.handler import PlatformFunction, dependencies_layer
 from training_platform.constructs.logs import LogsKey
-from training_platform.constructs.nag import acknowledge
+from training_platform.constructs.nag import acknowledge, acknowledge_findings
 from training_platform.constructs.tenant_access import tenant_table_policy
 from training_platform.stacks.data_lake import DataLakeStack
 
@@ -78,10 +79,12 @@ class TrainingStack(Stack):
         )
 
         # Tables: tenants, jobs (newest-first index per tenant), notifications.
-        self.tenants_table = self._table("Tenants", sort_key=None, production=production,
-                                         removal_policy=removal_policy)
-        self.jobs_table = self._table("Jobs", sort_key="job_id", production=production,
-                                      removal_policy=removal_policy)
+        self.tenants_table = self._table(
+            "Tenants", sort_key=None, production=production, removal_policy=removal_policy
+        )
+        self.jobs_table = self._table(
+            "Jobs", sort_key="job_id", production=production, removal_policy=removal_policy
+        )
         self.jobs_table.add_global_secondary_index(
             index_name=JOBS_BY_CREATED_AT,
             partition_key=dynamodb.Attribute(name="tenant_id", type=dynamodb.AttributeType.STRING),
@@ -89,8 +92,43 @@ class TrainingStack(Stack):
             projection_type=dynamodb.ProjectionType.ALL,
         )
         self.notifications_table = self._table(
-            "Notifications", sort_key="notification_id", production=production,
+            "Notifications",
+            sort_key="notification_id",
+            production=production,
             removal_policy=removal_policy,
+        )
+
+        # The tables join the DataLake's daily backup plan; the selection lives here, with them.
+        backup.BackupSelection(
+            self,
+            "TablesBackup",
+            backup_plan=data_lake.backup_plan,
+            role=data_lake.backup_role,
+            resources=[
+                backup.BackupResource.from_dynamo_db_table(table)
+                for table in (self.tenants_table, self.jobs_table, self.notifications_table)
+            ],
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AwsBackupOfTheTables",
+                principals=[iam.ArnPrincipal(data_lake.backup_role.role_arn)],
+                actions=[
+                    "kms:Decrypt",
+                    "kms:DescribeKey",
+                    "kms:CreateGrant",
+                    "kms:GenerateDataKeyWithoutPlaintext",
+                ],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {
+                        "kms:ViaService": [
+                            f"dynamodb.{self.region}.amazonaws.com",
+                            f"backup.{self.region}.amazonaws.com",
+                        ]
+                    }
+                },
+            )
         )
 
         # Tenants' DynamoDB access: only their own partition (see DataLake's tenant role). The
@@ -105,7 +143,7 @@ class TrainingStack(Stack):
         tenant_tables.add_statements(
             iam.PolicyStatement(
                 sid="TableKeyThroughDynamoDbOnly",
-                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
                 resources=[self.key.key_arn],
                 conditions={
                     "StringEquals": {"kms:ViaService": f"dynamodb.{self.region}.amazonaws.com"}
@@ -115,7 +153,7 @@ class TrainingStack(Stack):
 
         self.notifications_topic = sns.Topic(
             self,
-            "Notifications",
+            "NotificationsTopic",
             display_name="AI training platform: job notifications",
             master_key=self.key,
             enforce_ssl=True,
@@ -168,7 +206,9 @@ class TrainingStack(Stack):
             ],
         )
 
-        subnet_ids = vpc.select_subnets(private_subnets).subnet_ids
+        subnet_ids = vpc.select_subnets(
+            subnet_group_name=private_subnets.subnet_group_name
+        ).subnet_ids
         layer = dependencies_layer(self, "Dependencies")
         common = {
             "TENANTS_TABLE": self.tenants_table.table_name,
@@ -188,7 +228,7 @@ class TrainingStack(Stack):
         }
         self.launch = PlatformFunction(
             self,
-            "Launch",
+            "LaunchHandler",
             name="launch",
             description="Validates training requests again and creates SageMaker training jobs",
             timeout=LAUNCH_TIMEOUT,
@@ -207,7 +247,7 @@ class TrainingStack(Stack):
         )
         self.job_events = PlatformFunction(
             self,
-            "JobEvents",
+            "JobEventsHandler",
             name="job_events",
             description="Applies SageMaker training job state changes and notifies tenants",
             timeout=EVENTS_TIMEOUT,
@@ -219,9 +259,7 @@ class TrainingStack(Stack):
             },
             **function_settings,  # type: ignore[arg-type]
         )
-        self._grant_launch(
-            data_lake, subnet_ids=subnet_ids, security_group=training_security_group
-        )
+        self._grant_launch(data_lake, subnet_ids=subnet_ids, security_group=training_security_group)
         self._grant_job_events()
 
         for function, queue in (
@@ -288,16 +326,17 @@ class TrainingStack(Stack):
         sort_key: str | None,
         production: bool,
         removal_policy: RemovalPolicy,
-    ) -> dynamodb.TableV2:
-        return dynamodb.TableV2(
+    ) -> dynamodb.Table:
+        return dynamodb.Table(
             self,
             name,
             partition_key=dynamodb.Attribute(name="tenant_id", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=sort_key, type=dynamodb.AttributeType.STRING)
             if sort_key
             else None,
-            billing=dynamodb.Billing.on_demand(),
-            encryption=dynamodb.TableEncryptionV2.customer_managed_key(self.key),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.key,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
@@ -315,28 +354,19 @@ class TrainingStack(Stack):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description="Runs tenants' training jobs (network isolated, inside the VPC)",
         )
-        tenants = "tenants/*"
-        data_lake.data_bucket.grant_read(role, tenants)
-        data_lake.artifacts_bucket.grant_read_write(role, tenants)
-        data_lake.catalog_bucket.grant_read(role)
-        data_lake.data_key.grant_encrypt_decrypt(role)
-        data_lake.data_key.grant(role, "kms:CreateGrant", "kms:DescribeKey")
+        role.add_managed_policy(data_lake.access_policies.training_jobs)
         self.algorithms_repository.grant_pull(role)
-        self.key.grant_decrypt(role)
-        stack = Stack.of(self)
+        self.key.grant_decrypt(role)  # the repository's images are encrypted with this key
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="TrainingJobLogs",
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-                         "logs:DescribeLogStreams"],
-                resources=[
-                    stack.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name="/aws/sagemaker/TrainingJobs:*",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
+                actions=[
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                    "logs:DescribeLogStreams",
                 ],
+                resources=[_arn("logs", "log-group:/aws/sagemaker/TrainingJobs:*")],
             )
         )
         role.add_to_policy(
@@ -362,24 +392,50 @@ class TrainingStack(Stack):
                     "ec2:DescribeSecurityGroups",
                 ],
                 resources=["*"],
-                conditions={"ArnEqualsIfExists": {"ec2:Vpc": _vpc_arn(stack, vpc)}},
+                conditions={"ArnEqualsIfExists": {"ec2:Vpc": _arn("ec2", f"vpc/{vpc.vpc_id}")}},
             )
         )
-        acknowledge(
+        acknowledge_findings(
             role,
             "AwsSolutions-IAM5",
-            "Wildcards are limited to: objects under tenants/* (the launch handler confines each "
-            "job to its tenant's prefix), the catalog, KMS grant actions on the data key, ECR's "
-            "GetAuthorizationToken, SageMaker's own log streams, PutMetricData in /aws/sagemaker "
-            "namespaces and ENI actions that have no resource-level form, conditioned on the VPC.",
+            [
+                "Resource::*",
+                f"Resource::{_ARN_FINDING.format(service='logs')}"
+                "log-group:/aws/sagemaker/TrainingJobs:*",
+            ],
+            "'*' is ecr:GetAuthorizationToken, cloudwatch:PutMetricData (conditioned on the "
+            "/aws/sagemaker namespaces) and the ENI actions SageMaker needs in the VPC "
+            "(conditioned on this VPC), none of which has a resource-level form; the log "
+            "streams are the ones SageMaker names after each job in its own log group.",
         )
         acknowledge(
             role,
             "NIST.800.53.R5-IAMNoInlinePolicy",
-            "The execution role's one policy is generated from grants naming each bucket, key and "
-            "repository; it is attached to no other principal.",
+            "The execution role's own policy holds only ECR, logs, metrics and VPC statements "
+            "written here for this role; data access comes from the DataLake's managed policy.",
         )
         return role
+
+    def _use_key(self, role: iam.IRole, *services: str) -> None:
+        """The training key, only as the named services (DynamoDB, SQS, SNS) use it for ``role``."""
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="TrainingKeyThroughItsServicesOnly",
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                resources=[self.key.key_arn],
+                conditions={
+                    "StringEquals": {
+                        "kms:ViaService": [f"{s}.{self.region}.amazonaws.com" for s in services]
+                    }
+                },
+            )
+        )
+
+    @staticmethod
+    def _allow(role: iam.IRole, sid: str, actions: list[str], resources: list[str]) -> None:
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid=sid, actions=actions, resources=resources)
+        )
 
     def _grant_launch(
         self,
@@ -389,12 +445,23 @@ class TrainingStack(Stack):
         security_group: ec2.ISecurityGroup,
     ) -> None:
         role = self.launch.role
-        self.tenants_table.grant(role, "dynamodb:GetItem")
-        self.jobs_table.grant(role, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem")
-        data_lake.catalog_bucket.grant_read(role, "algorithms/*")
-        self.requests_queue.grant_send_messages(role)  # deferral of a busy tenant's request
-        self.requests_dead_letter_queue.grant_send_messages(role)  # malformed messages
-        role.add_to_policy(
+        self._allow(role, "ReadTenants", ["dynamodb:GetItem"], [self.tenants_table.table_arn])
+        self._allow(
+            role,
+            "ReadAndAdvanceJobs",
+            ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+            [self.jobs_table.table_arn],
+        )
+        # SendMessage: deferring a busy tenant's request, and malformed messages to the DLQ.
+        self._allow(
+            role,
+            "DeferAndDeadLetterRequests",
+            ["sqs:SendMessage"],
+            [self.requests_queue.queue_arn, self.requests_dead_letter_queue.queue_arn],
+        )
+        self._use_key(role, "dynamodb", "sqs")
+        role.add_managed_policy(data_lake.access_policies.catalog_read)
+        role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="PassTheExecutionRoleToSageMakerOnly",
                 actions=["iam:PassRole"],
@@ -402,12 +469,10 @@ class TrainingStack(Stack):
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             )
         )
-        training_jobs = Stack.of(self).format_arn(
-            service="sagemaker", resource="training-job", resource_name="*"
-        )
+        training_jobs = _arn("sagemaker", "training-job/*")
         # IAM itself refuses a training job that is not network isolated, outside the training
         # security group and subnets, or without the data key on its volumes and output.
-        role.add_to_policy(
+        role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="CreateIsolatedTrainingJobsOnly",
                 actions=["sagemaker:CreateTrainingJob"],
@@ -426,38 +491,58 @@ class TrainingStack(Stack):
                 },
             )
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="TagAndDescribeTrainingJobs",
-                actions=["sagemaker:AddTags", "sagemaker:DescribeTrainingJob"],
-                resources=[training_jobs],
-            )
+        self._allow(
+            role,
+            "TagAndDescribeTrainingJobs",
+            ["sagemaker:AddTags", "sagemaker:DescribeTrainingJob"],
+            [training_jobs],
         )
-        acknowledge(
+        acknowledge_findings(
             role,
             "AwsSolutions-IAM5",
-            "Training job names are job ids that the portal creates, so the statements name "
-            "training-job/* in this account and region, and creation is conditioned on network "
-            "isolation, the training subnets and group, and the data key; the other wildcards "
-            "are the catalog's algorithms/* and the jobs table's indexes, from grants.",
+            [f"Resource::{_ARN_FINDING.format(service='sagemaker')}training-job/*", "Resource::*"],
+            "Training job names are job ids the portal creates, so creation names training-job/* "
+            "and is conditioned on network isolation, the training subnets and group and the data "
+            "key; '*' is X-Ray's PutTraceSegments, which has no resource-level form.",
         )
 
     def _grant_job_events(self) -> None:
         role = self.job_events.role
-        self.jobs_table.grant(role, "dynamodb:GetItem", "dynamodb:UpdateItem")
-        self.notifications_table.grant(
-            role, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"
+        self._allow(
+            role,
+            "ApplyStateChanges",
+            ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            [self.jobs_table.table_arn],
         )
-        self.notifications_topic.grant_publish(role)
-        self.events_dead_letter_queue.grant_send_messages(role)  # malformed events
-        acknowledge(
+        self._allow(
+            role,
+            "WriteNotifications",
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            [self.notifications_table.table_arn],
+        )
+        self._allow(
+            role, "PublishNotifications", ["sns:Publish"], [self.notifications_topic.topic_arn]
+        )
+        self._allow(
+            role,
+            "DeadLetterMalformedEvents",
+            ["sqs:SendMessage"],
+            [self.events_dead_letter_queue.queue_arn],
+        )
+        self._use_key(role, "dynamodb", "sqs", "sns")
+        acknowledge_findings(
             role,
             "AwsSolutions-IAM5",
-            "The only wildcards are the jobs table's index ARNs and KMS actions that grant_* "
-            "writes for the named table, key and topic.",
+            ["Resource::*"],
+            "The only '*' is X-Ray's PutTraceSegments and PutTelemetryRecords (active tracing), "
+            "which have no resource-level permissions.",
         )
 
 
-def _vpc_arn(stack: Stack, vpc: ec2.IVpc) -> str:
-    return stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)
+_ARN_FINDING = "arn:<AWS::Partition>:{service}:<AWS::Region>:<AWS::AccountId>:"
 
+
+def _arn(service: str, resource: str) -> str:
+    """An ARN in this stack's account and region, written with pseudo parameters so that it (and
+    any nag finding that quotes it) reads the same in every environment."""
+    return f"arn:{Aws.PARTITION}:{service}:{Aws.REGION}:{Aws.ACCOUNT_ID}:{resource}"

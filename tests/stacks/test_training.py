@@ -1,0 +1,247 @@
+"""The Training stack: queues with DLQs, tables, the event rule, handlers and roles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Synthesized
+
+
+def of_type(full: Synthesized, type_: str) -> dict[str, dict[str, Any]]:
+    resources = full.raw("Training")["Resources"]
+    return {k: v for k, v in resources.items() if v["Type"] == type_}
+
+
+def one(full: Synthesized, type_: str, prefix: str) -> tuple[str, dict[str, Any]]:
+    matches = [(k, v) for k, v in of_type(full, type_).items() if k.startswith(prefix)]
+    assert len(matches) == 1, f"{type_} {prefix}: {[k for k, _ in matches]}"
+    return matches[0]
+
+
+def statements(full: Synthesized, role_prefix: str) -> list[dict[str, Any]]:
+    role_id, _ = one(full, "AWS::IAM::Role", role_prefix)
+    found = []
+    for policy in of_type(full, "AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            found += policy["Properties"]["PolicyDocument"]["Statement"]
+    return found
+
+
+def test_stateful_logical_ids_are_pinned(full: Synthesized) -> None:
+    """Renaming these replaces a table (and its data) or the key: change them on purpose."""
+    assert sorted(of_type(full, "AWS::DynamoDB::Table")) == [
+        "JobsDF1CC2D4",
+        "Notifications87298708",
+        "TenantsA9C48FD3",
+    ]
+    assert "Key961B73FD" in of_type(full, "AWS::KMS::Key")
+    assert sorted(of_type(full, "AWS::SQS::Queue")) == [
+        "JobEventsCA70BF1D",
+        "JobEventsDeadLettersF634CC1A",
+        "TrainingRequests0A76EDE1",
+        "TrainingRequestsDeadLettersB241102B",
+    ]
+
+
+@pytest.mark.parametrize(("queue", "timeout"), [("TrainingRequests", 360), ("JobEvents", 180)])
+def test_queues_are_encrypted_with_a_dead_letter_queue(
+    full: Synthesized, queue: str, timeout: int
+) -> None:
+    queues = of_type(full, "AWS::SQS::Queue")
+    source_id = next(k for k in queues if k.startswith(queue) and "DeadLetters" not in k)
+    dlq_id = next(k for k in queues if k.startswith(f"{queue}DeadLetters"))
+    source = queues[source_id]["Properties"]
+    assert source["KmsMasterKeyId"] == {"Fn::GetAtt": ["Key961B73FD", "Arn"]}
+    assert source["VisibilityTimeout"] == timeout, "6 x the consumer's timeout"
+    assert source["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    assert queues[dlq_id]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert "KmsMasterKeyId" in queues[dlq_id]["Properties"]
+
+
+def test_every_queue_denies_plain_http(full: Synthesized) -> None:
+    policies = of_type(full, "AWS::SQS::QueuePolicy").values()
+    secured = set()
+    for policy in policies:
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Effect"] == "Deny" and statement.get("Condition") == {
+                "Bool": {"aws:SecureTransport": "false"}
+            }:
+                secured.update(q["Ref"] for q in policy["Properties"]["Queues"])
+    assert secured == set(of_type(full, "AWS::SQS::Queue"))
+
+
+def test_tables_have_pitr_kms_and_the_newest_first_index(full: Synthesized) -> None:
+    for table in of_type(full, "AWS::DynamoDB::Table").values():
+        props = table["Properties"]
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert props["SSESpecification"]["SSEEnabled"] is True
+        assert props["SSESpecification"]["SSEType"] == "KMS"
+        assert props["DeletionProtectionEnabled"] is True  # retain (production) fixture
+        assert props["KeySchema"][0] == {"AttributeName": "tenant_id", "KeyType": "HASH"}
+    jobs = of_type(full, "AWS::DynamoDB::Table")["JobsDF1CC2D4"]["Properties"]
+    assert jobs["GlobalSecondaryIndexes"][0]["IndexName"] == "ByCreatedAt"
+    assert jobs["GlobalSecondaryIndexes"][0]["KeySchema"] == [
+        {"AttributeName": "tenant_id", "KeyType": "HASH"},
+        {"AttributeName": "created_at", "KeyType": "RANGE"},
+    ]
+
+
+def test_tables_are_in_the_backup_plan(full: Synthesized) -> None:
+    _, selection = one(full, "AWS::Backup::BackupSelection", "TablesBackup")
+    resources = selection["Properties"]["BackupSelection"]["Resources"]
+    assert len(resources) == 3
+
+
+def test_state_changes_of_training_jobs_reach_the_events_queue(full: Synthesized) -> None:
+    _, rule = one(full, "AWS::Events::Rule", "TrainingJobStateChange")
+    props = rule["Properties"]
+    assert props["EventPattern"] == {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Training Job State Change"],
+    }
+    [target] = props["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["JobEventsCA70BF1D", "Arn"]}
+    assert target["DeadLetterConfig"] == {
+        "Arn": {"Fn::GetAtt": ["JobEventsDeadLettersF634CC1A", "Arn"]}
+    }
+
+
+def test_notifications_topic_is_encrypted(full: Synthesized) -> None:
+    _, topic = one(full, "AWS::SNS::Topic", "NotificationsTopic")
+    assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": ["Key961B73FD", "Arn"]}
+
+
+def test_algorithm_repository_scans_and_keeps_tags_immutable(full: Synthesized) -> None:
+    _, repo = one(full, "AWS::ECR::Repository", "Algorithms")
+    props = repo["Properties"]
+    assert props["ImageScanningConfiguration"] == {"ScanOnPush": True}
+    assert props["ImageTagMutability"] == "IMMUTABLE"
+    assert props["EncryptionConfiguration"]["EncryptionType"] == "KMS"
+    assert "LifecyclePolicy" in props
+
+
+@pytest.mark.parametrize(
+    ("prefix", "handler", "concurrency"),
+    [("LaunchHandler", "launch.app.handler", 5), ("JobEventsHandler", "job_events.app.handler", 5)],
+)
+def test_handlers_are_arm64_traced_in_the_vpc(
+    full: Synthesized, prefix: str, handler: str, concurrency: int
+) -> None:
+    _, function = one(full, "AWS::Lambda::Function", prefix)
+    props = function["Properties"]
+    assert props["Architectures"] == ["arm64"]
+    assert props["Runtime"] == "python3.14"
+    assert props["Handler"] == handler
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["ReservedConcurrentExecutions"] == concurrency
+    assert len(props["VpcConfig"]["SubnetIds"]) == 3
+    assert len(props["Layers"]) == 1
+    log_group_id = props["LoggingConfig"]["LogGroup"]["Ref"]
+    log_group = full.raw("Training")["Resources"][log_group_id]["Properties"]
+    assert log_group["RetentionInDays"] == 365 and "KmsKeyId" in log_group
+
+
+@pytest.mark.parametrize(("prefix", "batch"), [("LaunchHandler", 10), ("JobEventsHandler", 10)])
+def test_event_sources_report_partial_batch_failures(
+    full: Synthesized, prefix: str, batch: int
+) -> None:
+    mappings = of_type(full, "AWS::Lambda::EventSourceMapping").values()
+    function_id, _ = one(full, "AWS::Lambda::Function", prefix)
+    [mapping] = [m for m in mappings if m["Properties"]["FunctionName"] == {"Ref": function_id}]
+    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["Properties"]["BatchSize"] == batch
+
+
+def test_each_handler_has_its_own_role(full: Synthesized) -> None:
+    roles = {
+        f["Properties"]["Role"]["Fn::GetAtt"][0]
+        for f in of_type(full, "AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler", "").endswith(".app.handler")
+    }
+    assert len(roles) == 2
+
+
+def test_launch_role_can_create_only_isolated_encrypted_jobs(full: Synthesized) -> None:
+    create = [
+        s
+        for s in statements(full, "LaunchHandlerRole")
+        if s.get("Sid") == "CreateIsolatedTrainingJobsOnly"
+    ]
+    assert len(create) == 1
+    condition = create[0]["Condition"]
+    assert create[0]["Action"] == "sagemaker:CreateTrainingJob"
+    assert condition["Bool"] == {"sagemaker:NetworkIsolation": "true"}
+    assert set(condition["StringEquals"]) == {"sagemaker:VolumeKmsKey", "sagemaker:OutputKmsKey"}
+    assert set(condition["ForAllValues:StringEquals"]) == {
+        "sagemaker:VpcSecurityGroupIds",
+        "sagemaker:VpcSubnets",
+    }
+    assert condition["Null"] == {"sagemaker:VpcSubnets": "false", "aws:RequestTag/tenant": "false"}
+    other_sagemaker = [
+        s
+        for s in statements(full, "LaunchHandlerRole")
+        if "sagemaker:CreateTrainingJob" in str(s["Action"]) and s is not create[0]
+    ]
+    assert other_sagemaker == []
+
+
+def test_launch_role_passes_the_execution_role_to_sagemaker_only(full: Synthesized) -> None:
+    [passing] = [s for s in statements(full, "LaunchHandlerRole") if "iam:PassRole" in str(s)]
+    assert passing["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
+
+
+def test_sagemaker_role_is_for_sagemaker_and_reads_data_through_the_data_lake(
+    full: Synthesized,
+) -> None:
+    _, role = one(full, "AWS::IAM::Role", "SageMakerExecutionRole")
+    trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust == [
+        {
+            "Action": "sts:AssumeRole",
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+        }
+    ]
+    managed = role["Properties"]["ManagedPolicyArns"]
+    assert len(managed) == 1 and "TrainingJobs" in str(managed)
+    assert not any("s3:" in str(s["Action"]) for s in statements(full, "SageMakerExecutionRole"))
+
+
+def test_handler_roles_hold_no_broad_data_grants(full: Synthesized) -> None:
+    for prefix in ("LaunchHandlerRole", "JobEventsHandlerRole"):
+        for statement in statements(full, prefix):
+            actions = (
+                statement["Action"]
+                if isinstance(statement["Action"], list)
+                else [statement["Action"]]
+            )
+            assert not any(
+                a.endswith("*") and not a.startswith(("xray:", "ec2:")) for a in actions
+            ), (
+                prefix,
+                statement,
+            )
+
+
+def test_function_assets_hold_only_their_code_and_the_shared_package(full: Synthesized) -> None:
+    for prefix, name in (("LaunchHandler", "launch"), ("JobEventsHandler", "job_events")):
+        _, function = one(full, "AWS::Lambda::Function", prefix)
+        asset_hash = function["Properties"]["Code"]["S3Key"].removesuffix(".zip")
+        asset = Path(full.outdir) / f"asset.{asset_hash}"
+        entries = sorted(p.name for p in asset.iterdir())
+        assert entries == sorted([name, "training_common"]), entries
+        assert not list(asset.rglob("__pycache__"))
+        assert not list(asset.rglob("*.pyc"))
+
+
+def test_redrive_script_finds_the_dead_letter_queue_outputs(full: Synthesized) -> None:
+    outputs = full.raw("Training")["Outputs"]
+    assert {"TrainingRequestsDlqArn", "JobEventsDlqArn"} <= set(outputs)

@@ -1,0 +1,122 @@
+"""Managed policies through which other stacks' roles reach the data lake.
+
+They live in the DataLake stack, next to the buckets and the key they name, and other stacks
+attach them to their roles (``role.add_managed_policy``). The dependency then points one way
+only (consumers depend on the DataLake stack), and every statement names its bucket and prefix
+in this stack, where a reviewer reads them next to the buckets.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from training_platform.constructs.nag import acknowledge
+
+TENANTS = "tenants/"
+ALGORITHMS = "algorithms/"
+
+
+def _list_prefix(sid: str, bucket: s3.IBucket, prefix: str) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        sid=sid,
+        actions=["s3:ListBucket"],
+        resources=[bucket.bucket_arn],
+        conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+    )
+
+
+def _key_through_s3(scope: Construct, key: kms.IKey, actions: list[str]) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        sid="DataKeyThroughS3Only",
+        actions=actions,
+        resources=[key.key_arn],
+        conditions={
+            "StringEquals": {"kms:ViaService": f"s3.{Stack.of(scope).region}.amazonaws.com"}
+        },
+    )
+
+
+class DataAccessPolicies(Construct):
+    """``training_jobs``: what SageMaker training jobs read and write (every tenant's prefix: the
+    launch handler confines each job to its own tenant's paths, network isolation keeps the
+    container from calling AWS). ``catalog_read``: reading the algorithm catalog."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        data_bucket: s3.IBucket,
+        artifacts_bucket: s3.IBucket,
+        catalog_bucket: s3.IBucket,
+        data_key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, id)
+        self.training_jobs = iam.ManagedPolicy(
+            self,
+            "TrainingJobs",
+            description="SageMaker training jobs: read tenants' datasets, write their artifacts",
+            statements=[
+                _list_prefix("ListTenantDatasets", data_bucket, TENANTS),
+                iam.PolicyStatement(
+                    sid="ReadTenantDatasets",
+                    actions=["s3:GetObject"],
+                    resources=[data_bucket.arn_for_objects(f"{TENANTS}*")],
+                ),
+                _list_prefix("ListTenantArtifacts", artifacts_bucket, TENANTS),
+                iam.PolicyStatement(
+                    sid="WriteTenantArtifactsAndCheckpoints",
+                    actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                    resources=[artifacts_bucket.arn_for_objects(f"{TENANTS}*")],
+                ),
+                _key_through_s3(self, data_key, ["kms:Decrypt", "kms:GenerateDataKey"]),
+                iam.PolicyStatement(
+                    sid="DataKeyForTrainingVolumes",
+                    actions=[
+                        "kms:CreateGrant",
+                        "kms:DescribeKey",
+                        "kms:Decrypt",
+                        "kms:GenerateDataKeyWithoutPlaintext",
+                    ],
+                    resources=[data_key.key_arn],
+                    conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+                ),
+            ],
+        )
+        acknowledge(
+            self.training_jobs,
+            "AwsSolutions-IAM5[Resource::<TenantDataBucket7376A0FC.Arn>/tenants/*]",
+            "One execution role serves every tenant's jobs; the launch handler builds each job's "
+            "input only from its own tenant's prefix and IAM on the launch role pins isolation.",
+        )
+        acknowledge(
+            self.training_jobs,
+            "AwsSolutions-IAM5[Resource::<ArtifactsBucket88671897.Arn>/tenants/*]",
+            "One execution role serves every tenant's jobs; the launch handler sets each job's "
+            "output and checkpoint paths under its own tenant's prefix only.",
+        )
+
+        self.catalog_read = iam.ManagedPolicy(
+            self,
+            "CatalogRead",
+            description="Read the algorithm catalog (algorithms/*.json)",
+            statements=[
+                _list_prefix("ListCatalog", catalog_bucket, ALGORITHMS),
+                iam.PolicyStatement(
+                    sid="ReadCatalogEntries",
+                    actions=["s3:GetObject"],
+                    resources=[catalog_bucket.arn_for_objects(f"{ALGORITHMS}*")],
+                ),
+                _key_through_s3(self, data_key, ["kms:Decrypt"]),
+            ],
+        )
+        acknowledge(
+            self.catalog_read,
+            "AwsSolutions-IAM5[Resource::<CatalogBucketC51B0955.Arn>/algorithms/*]",
+            "The catalog is one JSON document per algorithm under algorithms/; readers need "
+            "every entry and nothing else in the bucket.",
+        )
