@@ -32,6 +32,7 @@ def production(**overrides: Any) -> dict[str, Any]:
             "server_certificate_arn": CERT.format(1),
             "client_root_certificate_arn": CERT.format(2),
         },
+        observability={"alarm_emails": ["oncall@example.com"]},
     )
     data.update(overrides)
     return data
@@ -153,6 +154,28 @@ def test_certificate_in_another_region() -> None:
 def test_production_without_certificates() -> None:
     message = error_of(production(vpn={}))
     assert "vpn.server_certificate_arn and vpn.client_root_certificate_arn: required" in message
+
+
+def test_production_without_alarm_emails() -> None:
+    message = error_of(production(observability={}))
+    assert "observability.alarm_emails: required in a production environment" in message
+
+
+def test_malformed_alarm_email() -> None:
+    message = error_of(base(observability={"alarm_emails": ["ops.example.com"]}))
+    assert "observability.alarm_emails.0: 'ops.example.com' is not an email address" in message
+
+
+def test_budget_must_be_positive() -> None:
+    message = error_of(base(observability={"monthly_budget_usd": 0}))
+    assert "observability.monthly_budget_usd: Input should be greater than 0 (got 0)" in message
+
+
+def test_training_receive_count_out_of_range() -> None:
+    message = error_of(base(training={"max_receive_count": 1}))
+    assert (
+        "training.max_receive_count: Input should be greater than or equal to 2 (got 1)" in message
+    )
 
 
 def test_production_with_destroy_removal_policy() -> None:

@@ -245,6 +245,33 @@ class TrainingSettings(_Settings):
     max_algorithm_images: int = Field(default=50, ge=1, le=1000)
 
 
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise ValueError(f"{value!r} is not an email address such as 'ops@example.com'")
+    return value
+
+
+EmailAddress = Annotated[str, AfterValidator(_email)]
+
+
+class ObservabilitySettings(_Settings):
+    """Who hears about trouble, what counts as trouble, and the monthly budget."""
+
+    # Email addresses subscribed to the operators' topic (each confirms its subscription once).
+    alarm_emails: tuple[EmailAddress, ...] = ()
+    # Monthly cost budget in USD for resources tagged platform=ai-training-platform.
+    monthly_budget_usd: float = Field(default=1000.0, gt=0, le=10_000_000)
+    # Alarm when the oldest message of a work queue has waited longer than this.
+    queue_age_alarm_minutes: int = Field(default=30, ge=5, le=1440)
+    # Alarm when this many training jobs fail within one hour.
+    failed_jobs_per_hour: int = Field(default=5, ge=1, le=1000)
+    # Alarm when more than this percentage of portal requests end in a 5xx.
+    portal_5xx_percent: float = Field(default=5.0, gt=0, le=100)
+
+
 class PlatformConfig(_Settings):
     """Everything that differs between two deployments of the platform."""
 
@@ -260,6 +287,7 @@ class PlatformConfig(_Settings):
     bastion: BastionSettings = Field(default_factory=BastionSettings)
     data_lake: DataLakeSettings = Field(default_factory=DataLakeSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @model_validator(mode="after")
     def _consistent(self) -> PlatformConfig:  # noqa: C901 - one flat list of cross-field rules
@@ -312,6 +340,11 @@ class PlatformConfig(_Settings):
                     f"environment deploys to {self.region!r}; import the certificate there"
                 )
         if self.production:
+            if not self.observability.alarm_emails:
+                problems.append(
+                    "observability.alarm_emails: required in a production environment; list at "
+                    "least one address that receives the platform's alarms and budget alerts"
+                )
             if not self.vpn.enabled:
                 problems.append(
                     "vpn.server_certificate_arn and vpn.client_root_certificate_arn: required "

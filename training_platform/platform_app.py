@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import App, Environment, RemovalPolicy, Stack, Tags, Validations
+from aws_cdk import App, Aspects, Environment, RemovalPolicy, Stack, Tags, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 
 from training_platform.config import PlatformConfig
+from training_platform.constructs.logs import RetainFunctionLogs
 from training_platform.stacks.data_lake import DataLakeStack
 from training_platform.stacks.network import NetworkStack
+from training_platform.stacks.observability import PLATFORM_TAG, ObservabilityStack
 from training_platform.stacks.training import TrainingStack
 
 
@@ -22,10 +24,11 @@ class Platform:
     network: NetworkStack
     data_lake: DataLakeStack
     training: TrainingStack
+    observability: ObservabilityStack
 
     @property
     def stacks(self) -> list[Stack]:
-        return [self.network, self.data_lake, self.training]
+        return [self.network, self.data_lake, self.training, self.observability]
 
 
 def removal_policy(config: PlatformConfig) -> RemovalPolicy:
@@ -93,9 +96,31 @@ def build_platform(
         removal_policy=policy,
     )
 
-    Tags.of(app).add("platform", "ai-training-platform")
+    observability = ObservabilityStack(
+        app,
+        f"{prefix}-Observability",
+        description="AI training platform: audit trail, dashboard, alarms and cost budget",
+        env=env,
+        data_lake=data_lake,
+        training=training,
+        portal=None,
+        settings=config.observability,
+        log_retention_days=config.log_retention_days,
+        removal_policy=policy,
+    )
+
+    Aspects.of(app).add(
+        RetainFunctionLogs(retention_days=config.log_retention_days, removal_policy=policy)
+    )
+    Tags.of(app).add(*PLATFORM_TAG)
     Tags.of(app).add("environment", config.name)
     for key, value in config.tags.items():
         Tags.of(app).add(key, value)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app))
-    return Platform(app=app, network=network, data_lake=data_lake, training=training)
+    return Platform(
+        app=app,
+        network=network,
+        data_lake=data_lake,
+        training=training,
+        observability=observability,
+    )

@@ -159,6 +159,12 @@ class JobEventsService:
         else:
             logger.info("Job record updated", status=job.status.value)
             metrics.add_metric(name="EventsApplied", unit=MetricUnit.Count, value=1)
+            if is_final(job.status):
+                # TrainingJobsCompleted / TrainingJobsFailed / TrainingJobsStopped: the
+                # Observability stack's dashboard and its failed-jobs alarm read these.
+                metrics.add_metric(
+                    name=f"TrainingJobs{job.status.value.title()}", unit=MetricUnit.Count, value=1
+                )
         if is_final(job.status) and job.status != JobStatus.REJECTED:
             self.ensure_notified(job)
         return outcome

@@ -242,7 +242,7 @@ class LaunchService:
                 failure_reason=reason,
                 launch_attempts=attempts,
             )
-            metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name="LaunchesRefused", unit=MetricUnit.Count, value=1)
             logger.error("CreateTrainingJob refused the job", error_code=code, error=text)
             return Outcome.FAILED
         raise error
@@ -334,7 +334,7 @@ class LaunchService:
         except Exception:
             logger.exception("Could not mark the job FAILED before the dead-letter queue")
             return
-        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="LaunchesExhausted", unit=MetricUnit.Count, value=1)
         logger.error("Last attempt failed; message goes to the dead-letter queue", reason=reason)
 
 

@@ -164,6 +164,11 @@ def test_log_bucket_admits_log_delivery_from_its_own_buckets_only(full: Synthesi
         if p["Properties"]["Bucket"] == {"Ref": "AccessLogsBucketCD784A59"}
     )
     allows = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+    [trail] = [s for s in allows if s.get("Sid") == "S3ServerAccessLogsOfTheAuditTrailBucket"]
+    allows.remove(trail)
+    # The audit trail's bucket (Observability stack) may deliver under Trail/ only.
+    assert trail["Condition"] == {"StringEquals": {"aws:SourceAccount": "111111111111"}}
+    assert trail["Resource"] == {"Fn::Join": ["", [getatt("AccessLogsBucketCD784A59"), "/Trail/*"]]}
     assert len(allows) == 3
     for statement in allows:
         assert statement["Principal"] == {"Service": "logging.s3.amazonaws.com"}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+import jsii
+from aws_cdk import ArnFormat, CfnResource, Duration, IAspect, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from constructs import Construct
+from constructs import Construct, IConstruct
+
+from training_platform.constructs.nag import acknowledge
 
 
 class LogsKey(Construct):
@@ -100,3 +104,42 @@ def encrypted_log_group(
         removal_policy=removal_policy,
         log_group_name=log_group_name,
     )
+
+
+LAMBDA_FUNCTION = "AWS::Lambda::Function"
+
+
+@jsii.implements(IAspect)
+class RetainFunctionLogs:
+    """Give every Lambda function that has no log group of its own (CDK's custom resource
+    providers: default security group restriction, bucket auto-deletion) a log group with the
+    configured retention, so that no log group in the app keeps events forever.
+
+    The function is pointed at the new group (``LoggingConfig.LogGroup``), so the group exists
+    before the function first runs and Lambda never creates an unmanaged ``/aws/lambda/...``.
+    """
+
+    def __init__(self, *, retention_days: int, removal_policy: RemovalPolicy) -> None:
+        self._retention = retention(retention_days)
+        self._removal_policy = removal_policy
+
+    def visit(self, node: IConstruct) -> None:
+        if isinstance(node, lambda_.CfnFunction):
+            if node.logging_config is not None:
+                return  # a platform handler, with its own encrypted log group
+        elif not (isinstance(node, CfnResource) and node.cfn_resource_type == LAMBDA_FUNCTION):
+            return
+        group = logs.LogGroup(
+            node.node.scope,  # type: ignore[arg-type]
+            "Logs",
+            retention=self._retention,
+            removal_policy=self._removal_policy,
+        )
+        # CDK's providers are plain CfnResources whose properties only an override can extend.
+        node.add_property_override("LoggingConfig.LogGroup", group.log_group_name)
+        acknowledge(
+            group,
+            "NIST.800.53.R5-CloudWatchLogGroupEncrypted",
+            "Deployment-time logs of a CDK custom resource provider (no tenant or training data); "
+            "CloudWatch Logs encrypts them at rest with its own key.",
+        )

@@ -26,6 +26,10 @@ BACKUP_ROLE_POLICIES = (
 )
 
 
+# Server access logs of the audit trail's bucket (Observability stack) land under this prefix.
+AUDIT_TRAIL_LOGS_PREFIX = "Trail/"
+
+
 def _key(scope: Construct, id: str, purpose: str, removal_policy: RemovalPolicy) -> kms.Key:
     """A rotating customer-managed key whose key policy is CDK's default statement only: the
     account may manage and use it through IAM policies, which grant each use explicitly."""
@@ -93,6 +97,18 @@ class DataLakeStack(Stack):
             ),
             removal_policy=removal_policy,
         ).bucket
+        # The Observability stack's audit trail bucket logs here too, under its own prefix; it
+        # cannot add a statement naming itself without making this stack depend on that one, so
+        # delivery under that prefix is admitted from this account's buckets.
+        self.access_logs_bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="S3ServerAccessLogsOfTheAuditTrailBucket",
+                principals=[iam.ServicePrincipal("logging.s3.amazonaws.com")],
+                actions=["s3:PutObject"],
+                resources=[self.access_logs_bucket.arn_for_objects(f"{AUDIT_TRAIL_LOGS_PREFIX}*")],
+                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+            )
+        )
         self.data_bucket = SecureBucket(
             self,
             "TenantData",

@@ -272,3 +272,19 @@ def test_unknown_sagemaker_status_goes_to_the_dead_letter_queue(platform: Any, m
         in (parked["MessageAttributes"]["failure_reason"]["StringValue"])
     )
     assert platform.jobs.get("acme", job.job_id).status is JobStatus.STARTING
+
+
+def test_a_final_state_is_counted_for_the_operators_dashboard(platform: Any, make: Any) -> None:
+    """The Observability stack's failed-jobs alarm reads TrainingJobsFailed (service=job_events)."""
+    from job_events import service as module
+
+    module.metrics.clear_metrics()
+    job = starting_job(platform, make)
+    service = make_service(platform)
+    service.handle(state_change(job.job_id, "Failed", T0, FailureReason="AlgorithmError"))
+    service.handle(state_change(job.job_id, "Failed", T0, FailureReason="AlgorithmError"))
+
+    counted = module.metrics.metric_set
+    assert counted["TrainingJobsFailed"]["Value"] == [1.0], "a duplicate is not counted twice"
+    assert "TrainingJobsCompleted" not in counted
+    module.metrics.clear_metrics()
