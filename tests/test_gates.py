@@ -60,6 +60,27 @@ def test_acknowledgements_carry_reasons_a_reviewer_can_check(synthesized: Synthe
             assert not re.search(r"\b(todo|tbd|fixme|placeholder)\b", reason, re.I), where
 
 
+def test_every_acknowledgement_matches_a_finding(synthesized: Synthesized) -> None:
+    """An acknowledgement that no longer matches a finding is noise a reviewer would read in the
+    code but never see in the report: remove it when the finding goes away."""
+    packs = ("AwsSolutions::", "NIST.800.53.R5::")
+    used = {
+        (finding["acknowledgedAt"], finding["acknowledgedId"])
+        for plugin in synthesized.validation_report["pluginReports"]
+        for finding in plugin["suppressedViolations"]
+    }
+    unused = []
+    for metadata_file in synthesized.outdir.glob("*.metadata.json"):
+        for path, entries in json.loads(metadata_file.read_text()).items():
+            for entry in entries:
+                if entry.get("type") != "aws:cdk:acknowledged-rules":
+                    continue
+                for rule in entry["data"]:
+                    if rule.startswith(packs) and (path.lstrip("/"), rule) not in used:
+                        unused.append(f"{path}: {rule}")
+    assert unused == []
+
+
 def test_an_unacknowledged_finding_fails_synth(tmp_path: Path) -> None:
     app = App(outdir=str(tmp_path))
     stack = Stack(app, "Probe")

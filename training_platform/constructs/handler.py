@@ -139,12 +139,6 @@ class PlatformFunction(Construct):
         )
         acknowledge(
             self.role,
-            "AwsSolutions-IAM4",
-            "AWSLambdaVPCAccessExecutionRole is AWS's minimum for creating the function's "
-            "network interfaces in the VPC; it grants no data access.",
-        )
-        acknowledge(
-            self.role,
             "NIST.800.53.R5-IAMNoInlinePolicy",
             "The handler's role has exactly one policy, generated from the grant_* calls that "
             "name each queue, table, key and bucket it uses; it is attached to nothing else.",

@@ -298,12 +298,6 @@ class TrainingStack(Stack):
             enforce_ssl=True,
             retention_period=Duration.days(14),
         )
-        acknowledge(
-            dead_letters,
-            "AwsSolutions-SQS3",
-            "This queue is itself a dead-letter queue: it keeps failed messages for 14 days for "
-            "an operator to inspect and redrive (README, Operations); it needs no DLQ of its own.",
-        )
         queue = sqs.Queue(
             self,
             name,
