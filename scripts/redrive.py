@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-import boto3  # type: ignore[import-untyped]
-from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 DLQ_OUTPUTS = {
     "training-requests": "TrainingRequestsDlqArn",
