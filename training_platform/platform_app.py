@@ -11,6 +11,7 @@ from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 from training_platform.config import PlatformConfig
 from training_platform.stacks.data_lake import DataLakeStack
 from training_platform.stacks.network import NetworkStack
+from training_platform.stacks.portal import PortalStack
 from training_platform.stacks.training import TrainingStack
 
 
@@ -22,10 +23,11 @@ class Platform:
     network: NetworkStack
     data_lake: DataLakeStack
     training: TrainingStack
+    portal: PortalStack
 
     @property
     def stacks(self) -> list[Stack]:
-        return [self.network, self.data_lake, self.training]
+        return [self.network, self.data_lake, self.training, self.portal]
 
 
 def removal_policy(config: PlatformConfig) -> RemovalPolicy:
@@ -93,9 +95,26 @@ def build_platform(
         removal_policy=policy,
     )
 
+    portal = PortalStack(
+        app,
+        f"{prefix}-Portal",
+        description=(
+            "AI training platform: tenants' portal (Cognito, ALB with WAF, Auto Scaling fleet)"
+        ),
+        env=env,
+        vpc=network.vpc,
+        private_subnets=network.private_subnets,
+        public_subnets=network.public_subnets,
+        data_lake=data_lake,
+        training=training,
+        settings=config.portal,
+        log_retention_days=config.log_retention_days,
+        removal_policy=policy,
+    )
+
     Tags.of(app).add("platform", "ai-training-platform")
     Tags.of(app).add("environment", config.name)
     for key, value in config.tags.items():
         Tags.of(app).add(key, value)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app))
-    return Platform(app=app, network=network, data_lake=data_lake, training=training)
+    return Platform(app=app, network=network, data_lake=data_lake, training=training, portal=portal)
