@@ -41,14 +41,41 @@ node_modules/.installed: package.json package-lock.json
 # The Lambda dependencies layer: lambda/requirements.txt installed for the functions' runtime and
 # architecture (Python 3.14, arm64) from PyPI wheels, so synth needs no Docker.
 LAYER_STAMP := build/.lambda-layer.stamp
+PORTAL_WHEELS_STAMP := build/.portal-wheels.stamp
+PORTAL_STAMP := build/.portal-bundle.stamp
+PORTAL_SOURCES := $(shell find portal/portal_app lambda/training_common -type f \
+  -not -path '*/__pycache__/*' -not -name '*.pyc')
 
-build: $(LAYER_STAMP)
+build: $(LAYER_STAMP) $(PORTAL_STAMP)
 
 $(LAYER_STAMP): lambda/requirements.txt $(VENV)/.installed
 	rm -rf build/lambda-layer
 	$(BIN)/python -m pip install --quiet --no-compile --disable-pip-version-check \
 	  --platform manylinux2014_aarch64 --implementation cp --python-version 3.14 \
 	  --only-binary=:all: --target build/lambda-layer/python -r lambda/requirements.txt
+	touch $@
+
+# The portal fleet's wheelhouse: portal/requirements.txt as wheels for the instances' Python
+# (Amazon Linux 2023's python3.11) on both architectures, so an instance installs it offline
+# (pip --no-index) whether the configured type is Graviton or x86.
+$(PORTAL_WHEELS_STAMP): portal/requirements.txt $(VENV)/.installed
+	rm -rf build/portal-wheels
+	for arch in aarch64 x86_64; do \
+	  $(BIN)/python -m pip download --quiet --disable-pip-version-check --dest build/portal-wheels \
+	    --only-binary=:all: --implementation cp --python-version 3.11 \
+	    --platform manylinux_2_34_$$arch --platform manylinux_2_28_$$arch \
+	    --platform manylinux2014_$$arch -r portal/requirements.txt || exit 1; \
+	done
+	touch $@
+
+# The portal's S3 asset (training_platform/constructs/portal_fleet.py): the application, the
+# shared package, the pinned requirements and the wheelhouse. Not portal/local or tests.
+$(PORTAL_STAMP): $(PORTAL_WHEELS_STAMP) $(PORTAL_SOURCES) portal/requirements.txt
+	rm -rf build/portal-bundle
+	mkdir -p build/portal-bundle
+	cp -R portal/portal_app lambda/training_common portal/requirements.txt build/portal-bundle/
+	cp -R build/portal-wheels build/portal-bundle/wheels
+	find build/portal-bundle \( -name __pycache__ -o -name '*.pyc' \) -prune -exec rm -rf {} +
 	touch $@
 
 synth: install build

@@ -16,10 +16,21 @@ ROOT = Path(__file__).resolve().parent.parent
 CERT = "arn:aws:acm:eu-west-1:111111111111:certificate/00000000-0000-4000-8000-00000000000{}"
 
 
+PORTAL: dict[str, Any] = {
+    "domain_name": "portal.example.com",
+    "cognito_domain_prefix": "dev-training-portal",
+}
+
+
 def base(**overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {"name": "dev"}
+    data: dict[str, Any] = {"name": "dev", "portal": dict(PORTAL)}
     data.update(overrides)
     return data
+
+
+def portal(**settings: Any) -> dict[str, Any]:
+    """A configuration whose portal section has ``settings`` on top of the required ones."""
+    return base(portal={**PORTAL, **settings})
 
 
 def production(**overrides: Any) -> dict[str, Any]:
@@ -116,8 +127,11 @@ def test_az_count_out_of_range(az_count: int) -> None:
     assert f"(got {az_count})" in message
 
 
-def test_nat_count_zero_is_allowed() -> None:
-    assert parse_config(base(network={"nat_gateways": 0})).network.nat_gateways == 0
+def test_nat_count_zero_is_refused_because_the_portal_needs_egress() -> None:
+    message = error_of(base(network={"nat_gateways": 0}))
+    assert "network.nat_gateways: 0 is not allowed with the [portal] section" in message
+    assert "public-keys.auth.elb.<region>.amazonaws.com, which has no VPC endpoint" in message
+    assert "set network.nat_gateways to 1 or more" in message
 
 
 @pytest.mark.parametrize(
@@ -399,3 +413,132 @@ def test_unknown_data_lake_key() -> None:
         "cors_allowed_origins, efs_ia_after_days, intelligent_tiering_after_days, "
         "noncurrent_version_expiration_days"
     ) in message
+
+
+# --- portal ----------------------------------------------------------------------------------
+
+
+def test_portal_defaults() -> None:
+    settings = parse_config(base()).portal
+    assert settings.instance_type == "t4g.small"
+    assert is_graviton(settings.instance_type)
+    assert (settings.min_capacity, settings.max_capacity) == (2, 4)
+    assert settings.target_cpu_percent == 50
+    assert settings.waf_rate_limit == 1000
+    assert settings.certificate_arn is None
+    assert settings.threat_protection is False
+
+
+def test_portal_section_is_required() -> None:
+    data = base()
+    del data["portal"]
+    assert "  - portal: required setting is missing" in error_of(data)
+
+
+@pytest.mark.parametrize("setting", ["domain_name", "cognito_domain_prefix"])
+def test_portal_names_are_required(setting: str) -> None:
+    data = base()
+    del data["portal"][setting]
+    assert f"  - portal.{setting}: required setting is missing" in error_of(data)
+
+
+@pytest.mark.parametrize(
+    "domain", ["portal", "Portal.Example.com", "https://portal.example.com", "portal.example.com."]
+)
+def test_domain_name_that_is_not_a_host_name(domain: str) -> None:
+    message = error_of(portal(domain_name=domain))
+    assert f"portal.domain_name: {domain!r} is not a DNS host name" in message
+    assert "such as 'portal.example.com'" in message
+
+
+def test_portal_certificate_that_is_not_an_acm_arn() -> None:
+    message = error_of(portal(certificate_arn="arn:aws:iam::111111111111:server-certificate/x"))
+    assert (
+        "portal.certificate_arn: 'arn:aws:iam::111111111111:server-certificate/x' is not an ACM"
+        in (message)
+    )
+
+
+def test_portal_certificate_in_another_region() -> None:
+    arn = CERT.format(3).replace("eu-west-1", "us-east-1")
+    message = error_of(production(portal={**PORTAL, "certificate_arn": arn}))
+    assert (
+        f"portal.certificate_arn: {arn!r} is in region 'us-east-1' but the environment deploys "
+        "to 'eu-west-1'"
+    ) in message
+
+
+def test_portal_certificate_in_the_environment_region_is_valid() -> None:
+    config = parse_config(production(portal={**PORTAL, "certificate_arn": CERT.format(3)}))
+    assert config.portal.certificate_arn == CERT.format(3)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "problem"),
+    [
+        ("Dev-Portal", "is not a Cognito domain prefix"),
+        ("-portal", "is not a Cognito domain prefix"),
+        ("my-cognito-portal", "contains the reserved word 'cognito'"),
+        ("aws-portal", "contains the reserved word 'aws'"),
+    ],
+)
+def test_cognito_domain_prefix_cognito_refuses(prefix: str, problem: str) -> None:
+    message = error_of(portal(cognito_domain_prefix=prefix))
+    assert f"portal.cognito_domain_prefix: {prefix!r} {problem}" in message
+
+
+def test_portal_instance_type_that_does_not_exist() -> None:
+    message = error_of(portal(instance_type="t4g-small"))
+    assert "portal.instance_type: 't4g-small' is not an EC2 instance type" in message
+
+
+def test_portal_x86_instance_type_is_allowed() -> None:
+    config = parse_config(portal(instance_type="t3.small"))
+    assert not is_graviton(config.portal.instance_type)
+
+
+@pytest.mark.parametrize(("setting", "value"), [("min_capacity", 0), ("max_capacity", 51)])
+def test_capacity_out_of_range(setting: str, value: int) -> None:
+    message = error_of(portal(**{setting: value}))
+    assert f"portal.{setting}: Input should be" in message
+    assert f"(got {value})" in message
+
+
+def test_min_capacity_above_max_capacity() -> None:
+    message = error_of(portal(min_capacity=5, max_capacity=3))
+    assert (
+        "portal: min_capacity 5 is above max_capacity 3; allowed: min_capacity <= max_capacity"
+    ) in message
+
+
+def test_production_needs_a_portal_instance_per_zone() -> None:
+    message = error_of(production(portal={**PORTAL, "min_capacity": 1}))
+    assert (
+        "portal.min_capacity: 1 is below network.az_count 2 in a production environment"
+    ) in message
+
+
+@pytest.mark.parametrize("percent", [5, 95])
+def test_target_cpu_percent_out_of_range(percent: int) -> None:
+    message = error_of(portal(target_cpu_percent=percent))
+    assert "portal.target_cpu_percent: Input should be" in message
+    assert f"(got {percent})" in message
+
+
+@pytest.mark.parametrize("limit", [9, 2_000_000_001])
+def test_waf_rate_limit_out_of_range(limit: int) -> None:
+    message = error_of(portal(waf_rate_limit=limit))
+    assert "portal.waf_rate_limit: Input should be" in message
+    assert f"(got {limit})" in message
+
+
+def test_threat_protection_must_be_a_boolean() -> None:
+    message = error_of(portal(threat_protection="sometimes"))
+    assert "portal.threat_protection: Input should be a valid boolean" in message
+
+
+def test_unknown_portal_key() -> None:
+    message = error_of(portal(mfa="optional"))
+    assert "portal.mfa: unknown setting; allowed here: certificate_arn, cognito_domain_prefix" in (
+        message
+    )

@@ -18,7 +18,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 
 from tests.conftest import ROOT, Synthesized
 
-STACKS = ["Network", "DataLake", "Training", "Observability"]
+STACKS = ["Network", "DataLake", "Training", "Portal", "Observability"]
 _ASSET_HASH = re.compile(r"[0-9a-f]{64}")
 
 

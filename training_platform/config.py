@@ -46,6 +46,12 @@ _HTTPS_ORIGIN = re.compile(
     r"^https://(?=.{1,253}(:|$))([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}(:\d{1,5})?$"
 )
 
+# A DNS host name: lowercase labels of letters, digits and hyphens, at least two labels.
+_DOMAIN_NAME = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# Cognito's hosted domain prefix (<prefix>.auth.<region>.amazoncognito.com).
+_COGNITO_PREFIX = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_COGNITO_RESERVED = ("aws", "amazon", "cognito")
+
 # Amazon EFS moves files to Infrequent Access after one of these periods without access (days).
 EFS_IA_AFTER_DAYS = (1, 7, 14, 30, 60, 90, 180, 270, 365)
 
@@ -125,6 +131,30 @@ def _https_origin(value: str) -> str:
     return value
 
 
+def _domain_name(value: str) -> str:
+    if not _DOMAIN_NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a DNS host name; expected lowercase labels of letters, digits and "
+            "hyphens with at least one dot and no trailing dot, such as 'portal.example.com'"
+        )
+    return value
+
+
+def _cognito_prefix(value: str) -> str:
+    if not _COGNITO_PREFIX.match(value):
+        raise ValueError(
+            f"{value!r} is not a Cognito domain prefix; expected 1-63 lowercase letters, digits "
+            "and hyphens, not starting or ending with a hyphen"
+        )
+    reserved = [word for word in _COGNITO_RESERVED if word in value]
+    if reserved:
+        raise ValueError(
+            f"{value!r} contains the reserved word {reserved[0]!r}; Cognito refuses domain "
+            f"prefixes containing {', '.join(map(repr, _COGNITO_RESERVED))}"
+        )
+    return value
+
+
 def _days(low: int, high: int) -> Any:
     def check(value: int) -> int:
         if not low <= value <= high:
@@ -149,6 +179,8 @@ AcmCertificateArn = Annotated[str, AfterValidator(_acm_arn)]
 InstanceTypeName = Annotated[str, AfterValidator(_instance_type)]
 Tags = Annotated[dict[str, str], AfterValidator(_tags)]
 HttpsOrigin = Annotated[str, AfterValidator(_https_origin)]
+DomainName = Annotated[str, AfterValidator(_domain_name)]
+CognitoDomainPrefix = Annotated[str, AfterValidator(_cognito_prefix)]
 
 
 def is_graviton(instance_type: str) -> bool:
@@ -272,6 +304,37 @@ class ObservabilitySettings(_Settings):
     portal_5xx_percent: float = Field(default=5.0, gt=0, le=100)
 
 
+class PortalSettings(_Settings):
+    """The tenants' portal: its DNS name and certificate, sign-in, fleet size and WAF limits."""
+
+    # The portal's public host name (tenants open https://<domain_name>/); DNS points it at the ALB.
+    domain_name: DomainName
+    # An issued ACM certificate for domain_name in the environment's region; unset: the stack
+    # requests one with DNS validation (deployment waits until the validation record exists).
+    certificate_arn: AcmCertificateArn | None = None
+    # Cognito's hosted sign-in domain: https://<prefix>.auth.<region>.amazoncognito.com.
+    cognito_domain_prefix: CognitoDomainPrefix
+    # Cognito Plus feature plan with threat protection enforced (adaptive authentication,
+    # compromised-credential checks); billed per monthly active user.
+    threat_protection: bool = False
+    instance_type: InstanceTypeName = "t4g.small"
+    min_capacity: int = Field(default=2, ge=1, le=20)
+    max_capacity: int = Field(default=4, ge=1, le=50)
+    # Target tracking keeps the fleet's average CPU near this.
+    target_cpu_percent: int = Field(default=50, ge=10, le=90)
+    # Requests one client IP may make in any 5-minute window before WAF blocks it.
+    waf_rate_limit: int = Field(default=1000, ge=10, le=2_000_000_000)
+
+    @model_validator(mode="after")
+    def _capacity(self) -> PortalSettings:
+        if self.min_capacity > self.max_capacity:
+            raise ValueError(
+                f"min_capacity {self.min_capacity} is above max_capacity {self.max_capacity}; "
+                "allowed: min_capacity <= max_capacity"
+            )
+        return self
+
+
 class PlatformConfig(_Settings):
     """Everything that differs between two deployments of the platform."""
 
@@ -288,6 +351,7 @@ class PlatformConfig(_Settings):
     data_lake: DataLakeSettings = Field(default_factory=DataLakeSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    portal: PortalSettings
 
     @model_validator(mode="after")
     def _consistent(self) -> PlatformConfig:  # noqa: C901 - one flat list of cross-field rules
@@ -339,11 +403,31 @@ class PlatformConfig(_Settings):
                     f"vpn.{setting}: {arn!r} is in region {match['region']!r} but the "
                     f"environment deploys to {self.region!r}; import the certificate there"
                 )
+        portal_cert = _ACM_ARN.match(self.portal.certificate_arn or "")
+        if portal_cert and self.region is not None and portal_cert["region"] != self.region:
+            problems.append(
+                f"portal.certificate_arn: {self.portal.certificate_arn!r} is in region "
+                f"{portal_cert['region']!r} but the environment deploys to {self.region!r}; an "
+                "ALB uses certificates of its own region: request or import it there"
+            )
+        if self.network.nat_gateways == 0:
+            problems.append(
+                "network.nat_gateways: 0 is not allowed with the [portal] section (every "
+                "environment deploys the portal): the portal instances verify the ALB's identity "
+                "header with keys from public-keys.auth.elb.<region>.amazonaws.com, which has no "
+                "VPC endpoint; set network.nat_gateways to 1 or more"
+            )
         if self.production:
             if not self.observability.alarm_emails:
                 problems.append(
                     "observability.alarm_emails: required in a production environment; list at "
                     "least one address that receives the platform's alarms and budget alerts"
+                )
+            if self.portal.min_capacity < self.network.az_count:
+                problems.append(
+                    f"portal.min_capacity: {self.portal.min_capacity} is below network.az_count "
+                    f"{self.network.az_count} in a production environment; allowed: at least one "
+                    "portal instance per availability zone, so that losing a zone keeps it up"
                 )
             if not self.vpn.enabled:
                 problems.append(
@@ -381,6 +465,8 @@ def _format_error(error: Any, model: type[BaseModel]) -> str:
                 section = annotation
         allowed = ", ".join(sorted(section.model_fields))
         return f"{location}: unknown setting; allowed here: {allowed}"
+    if error["type"] == "missing":
+        return f"{location}: required setting is missing"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "value_error":
         # Our validators already name the bad value; a model-level error lists full setting names.

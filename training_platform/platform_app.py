@@ -12,7 +12,8 @@ from training_platform.config import PlatformConfig
 from training_platform.constructs.logs import RetainFunctionLogs
 from training_platform.stacks.data_lake import DataLakeStack
 from training_platform.stacks.network import NetworkStack
-from training_platform.stacks.observability import PLATFORM_TAG, ObservabilityStack
+from training_platform.stacks.observability import PLATFORM_TAG, ObservabilityStack, PortalMetrics
+from training_platform.stacks.portal import PortalStack
 from training_platform.stacks.training import TrainingStack
 
 
@@ -24,11 +25,12 @@ class Platform:
     network: NetworkStack
     data_lake: DataLakeStack
     training: TrainingStack
+    portal: PortalStack
     observability: ObservabilityStack
 
     @property
     def stacks(self) -> list[Stack]:
-        return [self.network, self.data_lake, self.training, self.observability]
+        return [self.network, self.data_lake, self.training, self.portal, self.observability]
 
 
 def removal_policy(config: PlatformConfig) -> RemovalPolicy:
@@ -96,6 +98,23 @@ def build_platform(
         removal_policy=policy,
     )
 
+    portal = PortalStack(
+        app,
+        f"{prefix}-Portal",
+        description=(
+            "AI training platform: tenants' portal (Cognito, ALB with WAF, Auto Scaling fleet)"
+        ),
+        env=env,
+        vpc=network.vpc,
+        private_subnets=network.private_subnets,
+        public_subnets=network.public_subnets,
+        data_lake=data_lake,
+        training=training,
+        settings=config.portal,
+        log_retention_days=config.log_retention_days,
+        removal_policy=policy,
+    )
+
     observability = ObservabilityStack(
         app,
         f"{prefix}-Observability",
@@ -103,7 +122,11 @@ def build_platform(
         env=env,
         data_lake=data_lake,
         training=training,
-        portal=None,
+        portal=PortalMetrics(
+            load_balancer=portal.load_balancer,
+            target_group=portal.target_group,
+            auto_scaling_group_name=portal.auto_scaling_group.auto_scaling_group_name,
+        ),
         settings=config.observability,
         log_retention_days=config.log_retention_days,
         removal_policy=policy,
@@ -122,5 +145,6 @@ def build_platform(
         network=network,
         data_lake=data_lake,
         training=training,
+        portal=portal,
         observability=observability,
     )

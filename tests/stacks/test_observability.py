@@ -56,6 +56,8 @@ EXPECTED_ALARMS = {
     "LaunchHandlerErrors",
     "JobEventsHandlerErrors",
     "TrainingJobsFailing",
+    "Portal5xxRate",
+    "PortalUnhealthyHosts",
 }
 
 
@@ -117,8 +119,25 @@ def test_dashboard_shows_queues_handlers_and_training(full: Synthesized) -> None
         "JobsLaunched",
         "TrainingJobsCompleted",
         "TrainingJobsFailed",
+        "RequestCount",
+        "HTTPCode_Target_4XX_Count",
+        "HTTPCode_Target_5XX_Count",
+        "TargetResponseTime",
+        "HealthyHostCount",
+        "CPUUtilization",
+        "GroupInServiceInstances",
     ):
         assert needle in body, needle
+
+
+def test_portal_alarms_watch_the_share_of_5xx_and_unhealthy_hosts(full: Synthesized) -> None:
+    rate = _alarm_props(full, "Portal5xxRate")
+    expressions = [m.get("Expression") for m in rate["Metrics"] if "Expression" in m]
+    assert expressions == ["100 * (elb5xx + target5xx) / MAX([requests, 1])"]
+    assert rate["Threshold"] == 5.0
+    unhealthy = _alarm_props(full, "PortalUnhealthyHosts")
+    assert unhealthy["MetricName"] == "UnHealthyHostCount"
+    assert {d["Name"] for d in unhealthy["Dimensions"]} == {"LoadBalancer", "TargetGroup"}
 
 
 @pytest.mark.parametrize("environment", ["full", "example"])

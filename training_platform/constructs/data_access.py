@@ -43,7 +43,8 @@ def _key_through_s3(scope: Construct, key: kms.IKey, actions: list[str]) -> iam.
 class DataAccessPolicies(Construct):
     """``training_jobs``: what SageMaker training jobs read and write (every tenant's prefix: the
     launch handler confines each job to its own tenant's paths, network isolation keeps the
-    container from calling AWS). ``catalog_read``: reading the algorithm catalog."""
+    container from calling AWS). ``catalog_read``: reading the algorithm catalog.
+    ``catalog_write``: adding and replacing catalog entries (the portal's admin area)."""
 
     def __init__(
         self,
@@ -119,4 +120,25 @@ class DataAccessPolicies(Construct):
             "AwsSolutions-IAM5[Resource::<CatalogBucketC51B0955.Arn>/algorithms/*]",
             "The catalog is one JSON document per algorithm under algorithms/; readers need "
             "every entry and nothing else in the bucket.",
+        )
+
+        self.catalog_write = iam.ManagedPolicy(
+            self,
+            "CatalogWrite",
+            description="Write algorithm catalog entries (algorithms/*.json)",
+            statements=[
+                iam.PolicyStatement(
+                    sid="WriteCatalogEntries",
+                    actions=["s3:PutObject"],
+                    resources=[catalog_bucket.arn_for_objects(f"{ALGORITHMS}*.json")],
+                ),
+                _key_through_s3(self, data_key, ["kms:GenerateDataKey"]),
+            ],
+        )
+        acknowledge(
+            self.catalog_write,
+            "AwsSolutions-IAM5[Resource::<CatalogBucketC51B0955.Arn>/algorithms/*.json]",
+            "Administrators add and replace catalog entries; each is one JSON document under "
+            "algorithms/ named after the algorithm id they choose, so the names are not known "
+            "in advance. Nothing else in the bucket is writable.",
         )

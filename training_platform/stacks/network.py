@@ -39,7 +39,8 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
 class NetworkStack(Stack):
     """VPC over 2-3 AZs with public subnets only for the load balancer and NAT gateways.
 
-    Attributes other stacks receive: ``vpc``, ``private_subnets`` (a selection),
+    Attributes other stacks receive: ``vpc``, ``private_subnets`` and ``public_subnets``
+    (selections),
     ``endpoints_security_group``, ``admin_security_group`` and ``training_security_group``
     (the two groups EFS trusts).
     """
@@ -92,6 +93,7 @@ class NetworkStack(Stack):
             },
         )
         self.private_subnets = ec2.SubnetSelection(subnet_group_name=PRIVATE_SUBNETS)
+        self.public_subnets = ec2.SubnetSelection(subnet_group_name=PUBLIC_SUBNETS)
 
         for index, _ in enumerate(self.vpc.public_subnets, start=1):
             route = self.vpc.node.find_child(f"{PUBLIC_SUBNETS}Subnet{index}").node.find_child(

@@ -35,8 +35,8 @@ FIVE_MINUTES = Duration.minutes(5)
 class PortalMetrics:
     """What the dashboard and alarms watch of the portal (the Portal stack's resources)."""
 
-    load_balancer: elbv2.IApplicationLoadBalancer
-    target_group: elbv2.IApplicationTargetGroup
+    load_balancer: elbv2.ApplicationLoadBalancer
+    target_group: elbv2.ApplicationTargetGroup
     auto_scaling_group_name: str
 
 
@@ -55,7 +55,7 @@ class ObservabilityStack(Stack):
         *,
         data_lake: DataLakeStack,
         training: TrainingStack,
-        portal: PortalMetrics | None,
+        portal: PortalMetrics,
         settings: ObservabilitySettings,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
@@ -79,8 +79,7 @@ class ObservabilityStack(Stack):
             dashboard_name=f"{self.stack_name}-operations",
             default_interval=Duration.hours(6),
         )
-        if portal is not None:
-            self._portal(portal, settings)
+        self._portal(portal, settings)
         self._queues(training, settings)
         self._handlers([training.launch, training.job_events])
         self._training_jobs(settings)
@@ -194,7 +193,7 @@ class ObservabilityStack(Stack):
     # -- portal ------------------------------------------------------------------------------
 
     def _portal(self, portal: PortalMetrics, settings: ObservabilitySettings) -> None:
-        lb, tg = portal.load_balancer.metrics, portal.target_group.metrics
+        lb = portal.load_balancer.metrics
         requests = lb.request_count(period=FIVE_MINUTES)
         errors_5xx = cloudwatch.MathExpression(
             expression="100 * (elb5xx + target5xx) / MAX([requests, 1])",
@@ -208,8 +207,22 @@ class ObservabilityStack(Stack):
             label="5xx responses (%)",
             period=FIVE_MINUTES,
         )
-        healthy = tg.healthy_host_count(period=Duration.minutes(1))
-        unhealthy = tg.unhealthy_host_count(period=Duration.minutes(1))
+        # Built by hand: the target group's own metric helpers derive the load balancer's name by
+        # splitting a listener ARN, which across stacks cfn-lint cannot type-check.
+        hosts = {
+            "LoadBalancer": portal.load_balancer.load_balancer_full_name,
+            "TargetGroup": portal.target_group.target_group_full_name,
+        }
+        healthy, unhealthy = (
+            cloudwatch.Metric(
+                namespace="AWS/ApplicationELB",
+                metric_name=name,
+                dimensions_map=hosts,
+                statistic="Minimum" if name == "HealthyHostCount" else "Maximum",
+                period=Duration.minutes(1),
+            )
+            for name in ("HealthyHostCount", "UnHealthyHostCount")
+        )
         asg = {"AutoScalingGroupName": portal.auto_scaling_group_name}
         cpu = cloudwatch.Metric(
             namespace="AWS/EC2",
@@ -269,7 +282,7 @@ class ObservabilityStack(Stack):
                 self,
                 "PortalUnhealthyHosts",
                 alarm_description="A portal instance fails the load balancer's health check",
-                metric=unhealthy.with_(statistic="Maximum"),
+                metric=unhealthy,
                 threshold=0,
                 evaluation_periods=5,
                 datapoints_to_alarm=3,
