@@ -164,3 +164,10 @@ def _alarm_props(full: Synthesized, name: str) -> dict[str, Any]:
     alarm = full.platform.observability.alarms[name]
     logical_id = full.platform.observability.resolve(alarm.node.default_child.logical_id)  # type: ignore[union-attr]
     return full.raw("Observability")["Resources"][logical_id]["Properties"]  # type: ignore[no-any-return]
+
+
+def test_stateful_logical_ids_are_pinned(full: Synthesized) -> None:
+    """Renaming these replaces the audit trail's bucket (and its history) or its keys."""
+    assert sorted(of_type(full, "AWS::KMS::Key")) == ["Key961B73FD", "LogsKeyFE4C4A83"]
+    assert list(of_type(full, "AWS::S3::Bucket")) == ["TrailBucket6C1E344E"]
+    assert list(of_type(full, "AWS::Logs::LogGroup")) == ["TrailLogs3B05809D"]
