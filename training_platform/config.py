@@ -410,13 +410,6 @@ class PlatformConfig(_Settings):
                 f"{portal_cert['region']!r} but the environment deploys to {self.region!r}; an "
                 "ALB uses certificates of its own region: request or import it there"
             )
-        if self.network.nat_gateways == 0:
-            problems.append(
-                "network.nat_gateways: 0 is not allowed with the [portal] section (every "
-                "environment deploys the portal): the portal instances verify the ALB's identity "
-                "header with keys from public-keys.auth.elb.<region>.amazonaws.com, which has no "
-                "VPC endpoint; set network.nat_gateways to 1 or more"
-            )
         if self.production:
             if not self.observability.alarm_emails:
                 problems.append(

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from .auth import AlbPublicKeyFetcher, IdentityVerifier, KeyFetcher
+from .auth import AlbPublicKeyFetcher, IdentityVerifier, KeyFetcher, RelayedAlbKeyFetcher
 from .aws import AwsClients
 from .csrf import CsrfPolicy
 from .errors import install_error_handlers
@@ -48,6 +48,16 @@ class LocalDevelopment(Protocol):
         """Add the local sign-in routes and the middleware that plays the ALB."""
 
 
+def _alb_key_fetcher(settings: PortalSettings, aws: AwsClients) -> KeyFetcher:
+    if settings.alb_key_relay_function:
+        return RelayedAlbKeyFetcher(
+            settings.aws_region,
+            lambda_client=aws.instance_lambda,
+            function_name=settings.alb_key_relay_function,
+        )
+    return AlbPublicKeyFetcher(settings.aws_region)
+
+
 def create_app(
     settings: PortalSettings,
     *,
@@ -67,7 +77,7 @@ def create_app(
     groups_cache = TtlCache(60.0)
     verifier = IdentityVerifier(
         alb_arn=settings.alb_arn,
-        key_fetcher=key_fetcher or AlbPublicKeyFetcher(settings.aws_region),
+        key_fetcher=key_fetcher or _alb_key_fetcher(settings, aws),
         group_lookup=lambda username: groups_cache.get_or_set(
             username, lambda: aws.lookup_groups(username)
         ),

@@ -12,6 +12,7 @@ The tenant comes only from the verified ``custom:tenant_id`` claim. Nothing a br
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -74,14 +75,47 @@ class AlbPublicKeyFetcher:
                 return self._keys[kid]
             if self._missing.get(kid, 0.0) > time.monotonic():
                 raise UnknownKeyError(kid)
-        response = self._client.get(self.base_url + kid)
-        if response.status_code != 200 or "BEGIN PUBLIC KEY" not in response.text:
+        pem = self._fetch(kid)
+        if pem is None or "BEGIN PUBLIC KEY" not in pem:
             with self._lock:
                 self._missing[kid] = time.monotonic() + self._negative_ttl
             raise UnknownKeyError(kid)
         with self._lock:
-            self._keys[kid] = response.text
-        return response.text
+            self._keys[kid] = pem
+        return pem
+
+    def _fetch(self, kid: str) -> str | None:
+        response = self._client.get(self.base_url + kid)
+        return response.text if response.status_code == 200 else None
+
+
+class RelayedAlbKeyFetcher(AlbPublicKeyFetcher):
+    """The same cache, filled through the platform's ALB key relay (a Lambda function outside
+    the VPC, invoked through the Lambda interface endpoint), so that portal instances need no
+    internet route. The relay returns ``{"pem": ...}`` or ``{"error": ...}``; the signature is
+    still verified here, so the relay is trusted with nothing but availability."""
+
+    def __init__(
+        self,
+        region: str,
+        *,
+        lambda_client: Any,
+        function_name: str,
+        negative_ttl_seconds: float = 60.0,
+    ) -> None:
+        super().__init__(region, client=None, negative_ttl_seconds=negative_ttl_seconds)
+        self._lambda = lambda_client
+        self._function_name = function_name
+
+    def _fetch(self, kid: str) -> str | None:
+        response = self._lambda.invoke(
+            FunctionName=self._function_name, Payload=json.dumps({"kid": kid}).encode()
+        )
+        if response.get("FunctionError"):
+            return None
+        answer = json.loads(response["Payload"].read())
+        pem = answer.get("pem") if isinstance(answer, dict) else None
+        return pem if isinstance(pem, str) else None
 
 
 @dataclass(frozen=True, slots=True)

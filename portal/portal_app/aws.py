@@ -82,6 +82,7 @@ class AwsClients:
         self.instance_s3 = self._client(self.instance_session, "s3")
         self.cognito = self._client(self.instance_session, "cognito-idp")
         self.sns = self._client(self.instance_session, "sns")
+        self.instance_lambda = self._client(self.instance_session, "lambda")
         dynamodb = self._resource(self.instance_session, "dynamodb")
         self.admin_tenants = TenantRepository(dynamodb.Table(settings.tenants_table))
         self.catalog = CatalogRepository(self.instance_s3, settings.catalog_bucket, 30.0)

@@ -58,6 +58,13 @@ class PortalSettings(BaseSettings):
     admin_group: str = "admins"
     """``ADMIN_GROUP``: Cognito group whose members reach ``/admin``."""
 
+    alb_key_relay_function: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$|^arn:aws[a-z-]*:lambda:"
+    )
+    """``ALB_KEY_RELAY_FUNCTION``: the Lambda function that fetches ALB public keys for the
+    portal (the Portal stack sets it, so instances need no internet route); unset: the portal
+    fetches them from the regional endpoint itself."""
+
     tenant_session_seconds: int = Field(default=3600, ge=900, le=43200)
     """``TENANT_SESSION_SECONDS``: lifetime asked of STS for tenant credentials."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import io
+import json
 import time
 
 import httpx
@@ -10,7 +12,13 @@ import jwt
 import pytest
 from local.signin import EcSigner
 from local.stack import ALB_ARN
-from portal_app.auth import AlbPublicKeyFetcher, AuthError, IdentityVerifier, UnknownKeyError
+from portal_app.auth import (
+    AlbPublicKeyFetcher,
+    AuthError,
+    IdentityVerifier,
+    RelayedAlbKeyFetcher,
+    UnknownKeyError,
+)
 from portal_helpers import USERS, Platform
 
 
@@ -146,3 +154,43 @@ def test_alb_key_fetcher_uses_the_regional_endpoint_and_caches_by_kid() -> None:
     with pytest.raises(UnknownKeyError):
         fetcher("../../evil?x=1")
     assert len(requests) == 2  # a malformed kid never reaches the network
+
+
+class FakeRelay:
+    """Answers Lambda Invoke like the ALB key relay (lambda/alb_keys)."""
+
+    def __init__(self, keys: dict[str, str]) -> None:
+        self.keys = keys
+        self.calls: list[dict[str, object]] = []
+
+    def invoke(self, **kwargs: object) -> dict[str, object]:
+        self.calls.append(kwargs)
+        kid = json.loads(kwargs["Payload"])["kid"]  # type: ignore[arg-type]
+        answer = {"pem": self.keys[kid]} if kid in self.keys else {"error": f"no key {kid}"}
+        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(answer).encode())}
+
+
+def test_relayed_key_fetcher_asks_the_relay_once_per_kid() -> None:
+    signer = EcSigner(ALB_ARN, kid="2f6c3b0e-1111-4a4a-9d9d-000000000002")
+    relay = FakeRelay({signer.kid: signer.public_pem})
+    fetcher = RelayedAlbKeyFetcher("eu-west-1", lambda_client=relay, function_name="relay-fn")
+    assert fetcher(signer.kid) == signer.public_pem
+    assert fetcher(signer.kid) == signer.public_pem
+    assert [c["FunctionName"] for c in relay.calls] == ["relay-fn"]
+    for _ in range(2):
+        with pytest.raises(UnknownKeyError):
+            fetcher("unknown-kid")
+    assert len(relay.calls) == 2  # the miss is remembered
+    with pytest.raises(UnknownKeyError):
+        fetcher("../../evil")
+    assert len(relay.calls) == 2  # a malformed kid never reaches the relay
+
+
+def test_a_relay_failure_is_an_unknown_key_not_a_500() -> None:
+    class Failing:
+        def invoke(self, **kwargs: object) -> dict[str, object]:
+            return {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": io.BytesIO(b"{}")}
+
+    fetcher = RelayedAlbKeyFetcher("eu-west-1", lambda_client=Failing(), function_name="relay-fn")
+    with pytest.raises(UnknownKeyError):
+        fetcher("some-kid")

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import App, RemovalPolicy
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Match
 
-from tests.conftest import CDK_CONTEXT, Synthesized
-from training_platform.config import BastionSettings, NetworkSettings, VpnSettings
-from training_platform.stacks.network import NetworkStack
+from tests.conftest import Synthesized
 
 
 def resources(synthesized: Synthesized, type_: str) -> dict[str, dict[str, Any]]:
@@ -42,30 +39,11 @@ def test_subnets_span_the_configured_zones(full: Synthesized) -> None:
     assert zones == {"eu-west-1a", "eu-west-1b", "eu-west-1c"}
 
 
-def test_one_nat_gateway_per_zone_routes_the_private_subnets(full: Synthesized) -> None:
-    """The portal needs egress (the ALB public-key endpoint has no VPC endpoint): full.toml has a
-    NAT gateway in each of its three zones, and every private subnet routes through one."""
-    assert len(resources(full, "AWS::EC2::NatGateway")) == 3
+def test_no_nat_means_isolated_private_subnets(full: Synthesized) -> None:
+    """full.toml runs the whole platform with nat_gateways = 0: nothing routes to the internet
+    from the private subnets, and private work uses the VPC endpoints only."""
+    assert resources(full, "AWS::EC2::NatGateway") == {}
     routes = resources(full, "AWS::EC2::Route").values()
-    assert sum("NatGatewayId" in r["Properties"] for r in routes) == 3
-
-
-def test_no_nat_means_isolated_private_subnets() -> None:
-    """The Network stack on its own still supports nat_gateways = 0 (PlatformConfig refuses it
-    while every environment deploys the portal)."""
-    app = App(context=CDK_CONTEXT)
-    stack = NetworkStack(
-        app,
-        "Isolated",
-        network=NetworkSettings(nat_gateways=0),
-        vpn=VpnSettings(),
-        bastion=BastionSettings(),
-        log_retention_days=30,
-        removal_policy=RemovalPolicy.DESTROY,
-    )
-    template = Template.from_stack(stack).to_json()["Resources"]
-    assert not [r for r in template.values() if r["Type"] == "AWS::EC2::NatGateway"]
-    routes = [r for r in template.values() if r["Type"] == "AWS::EC2::Route"]
     assert all("GatewayId" in r["Properties"] for r in routes), "only public IGW routes"
 
 

@@ -255,7 +255,7 @@ def test_web_acl_protects_the_load_balancer_and_logs(full: Synthesized) -> None:
         "cookie",
         "authorization",
     }
-    group = one(full, "AWS::Logs::LogGroup")
+    group = one(full, "AWS::Logs::LogGroup", "WafLogs")
     assert group["LogGroupName"] == "aws-waf-logs-TrainingPlatform-test-Portal"
     assert group["RetentionInDays"] == 365
     assert "KmsKeyId" in group
@@ -472,3 +472,29 @@ def test_bundle_holds_the_app_and_wheels_but_not_the_local_runner() -> None:
     for arch in ("aarch64", "x86_64"):
         assert any(w.startswith("cryptography-") and arch in w for w in wheels)
     assert not list(bundle.rglob("__pycache__"))
+
+
+# --- ALB key relay -------------------------------------------------------------------------------
+
+
+def test_alb_keys_come_through_a_relay_outside_the_vpc(full: Synthesized) -> None:
+    """full.toml has no NAT gateway: the fleet reaches the ALB's public keys only via the relay."""
+    functions = {
+        k: v["Properties"]
+        for k, v in of_type(full, "AWS::Lambda::Function").items()
+        if k.startswith("AlbKeyRelay")
+    }
+    [(relay_id, relay)] = functions.items()
+    assert relay["Handler"] == "alb_keys.app.handler"
+    assert "VpcConfig" not in relay
+    assert relay["ReservedConcurrentExecutions"] == 2
+    assert f"\nALB_KEY_RELAY_FUNCTION={flat({'Ref': relay_id})}\n" in user_data(full)
+    invokes = [s for s in instance_role_statements(full) if "lambda:" in flat(s["Action"])]
+    assert invokes == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [relay_id, "Arn"]},
+            "Sid": "FetchAlbKeysThroughTheRelay",
+        }
+    ]

@@ -68,7 +68,8 @@ def dependencies_layer(scope: Construct, id: str) -> lambda_.LayerVersion:
 
 
 class PlatformFunction(Construct):
-    """One handler with its own role, log group (KMS, retention) and security group."""
+    """One handler with its own role, log group (KMS, retention) and, in the VPC (``vpc`` given),
+    its own security group. Outside the VPC is the exception: the caller acknowledges why."""
 
     def __init__(
         self,
@@ -78,8 +79,8 @@ class PlatformFunction(Construct):
         name: str,
         description: str,
         layer: lambda_.ILayerVersion,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
+        vpc: ec2.IVpc | None,
+        subnets: ec2.SubnetSelection | None,
         logs_key: kms.IKey,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
@@ -102,16 +103,18 @@ class PlatformFunction(Construct):
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"The {name} handler of the AI training platform",
         )
-        self.security_group = ec2.SecurityGroup(
-            self,
-            "SecurityGroup",
-            vpc=vpc,
-            description=f"The {name} handler: HTTPS to AWS APIs only",
-            allow_all_outbound=False,
-        )
-        self.security_group.add_egress_rule(
-            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs (VPC endpoints)"
-        )
+        self.security_group: ec2.SecurityGroup | None = None
+        if vpc is not None:
+            self.security_group = ec2.SecurityGroup(
+                self,
+                "SecurityGroup",
+                vpc=vpc,
+                description=f"The {name} handler: HTTPS to AWS APIs only",
+                allow_all_outbound=False,
+            )
+            self.security_group.add_egress_rule(
+                ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs (VPC endpoints)"
+            )
         self.function = lambda_.Function(
             self,
             "Function",
@@ -124,7 +127,7 @@ class PlatformFunction(Construct):
             role=self.role,
             vpc=vpc,
             vpc_subnets=subnets,
-            security_groups=[self.security_group],
+            security_groups=[self.security_group] if self.security_group else None,
             timeout=timeout,
             memory_size=memory_size,
             reserved_concurrent_executions=reserved_concurrency,

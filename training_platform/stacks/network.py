@@ -16,7 +16,7 @@ PUBLIC_SUBNETS = "Public"
 PRIVATE_SUBNETS = "Private"
 
 # What private workloads call when the VPC has no NAT gateway. Each one is a regional service
-# that a stack in this app uses from inside the VPC; README lists who needs which.
+# that a stack in this app calls from inside the VPC (handlers, portal fleet, bastion).
 INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "SageMakerApi": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API,
     "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
@@ -33,6 +33,7 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "XRay": ec2.InterfaceVpcEndpointAwsService.XRAY,
     "CognitoIdp": ec2.InterfaceVpcEndpointAwsService.COGNITO_IDP,
     "CloudFormation": ec2.InterfaceVpcEndpointAwsService.CLOUDFORMATION,
+    "Lambda": ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
 }
 
 

@@ -19,8 +19,9 @@ from aws_cdk.region_info import FactName, RegionInfo
 from constructs import Construct
 
 from training_platform.config import PortalSettings
+from training_platform.constructs.handler import PlatformFunction, dependencies_layer
 from training_platform.constructs.logs import LogsKey
-from training_platform.constructs.nag import acknowledge
+from training_platform.constructs.nag import acknowledge, acknowledge_findings
 from training_platform.constructs.portal_fleet import HEALTH_CHECK_PATH, PORT, PortalFleet
 from training_platform.constructs.secure_bucket import ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS
 from training_platform.constructs.tenant_access import tenant_assume_statements
@@ -121,6 +122,40 @@ class PortalStack(Stack):
         self.access_logs_bucket = self._access_logs_bucket(log_retention_days, removal_policy)
         self._log_access(self.access_logs_bucket, ACCESS_LOGS_PREFIX)
 
+        logs_key = LogsKey(self, "LogsKey", removal_policy=removal_policy).key
+        # The ALB signs identity headers with keys published only on a public endpoint; this
+        # function fetches them for the fleet, so the instances need no route to the internet.
+        self.alb_key_relay = PlatformFunction(
+            self,
+            "AlbKeyRelay",
+            name="alb_keys",
+            description="Fetches ALB signing public keys for the portal (no internet on the fleet)",
+            layer=dependencies_layer(self, "Dependencies"),
+            vpc=None,
+            subnets=None,
+            logs_key=logs_key,
+            log_retention_days=log_retention_days,
+            removal_policy=removal_policy,
+            environment={},
+            timeout=Duration.seconds(10),
+            memory_size=256,
+            reserved_concurrency=2,
+        )
+        acknowledge(
+            self.alb_key_relay.function,
+            "NIST.800.53.R5-LambdaInsideVPC",
+            "The relay exists to reach public-keys.auth.elb.<region>.amazonaws.com, which has no "
+            "VPC endpoint; it reads and writes no data, holds no secret, and returns public keys "
+            "that the portal verifies signatures with itself.",
+        )
+        acknowledge_findings(
+            self.alb_key_relay.role,
+            "AwsSolutions-IAM5",
+            ["Resource::*"],
+            "The only '*' is X-Ray's PutTraceSegments and PutTelemetryRecords (active tracing), "
+            "which have no resource-level permissions.",
+        )
+
         # The fleet, with the environment portal_app/settings.py reads.
         self.fleet = PortalFleet(
             self,
@@ -146,6 +181,7 @@ class PortalStack(Stack):
                 "USER_POOL_ID": self.user_pool.user_pool_id,
                 "ADMIN_GROUP": ADMIN_GROUP,
                 "PORT": str(PORT),
+                "ALB_KEY_RELAY_FUNCTION": self.alb_key_relay.function.function_name,
             },
         )
         self.auto_scaling_group = self.fleet.auto_scaling_group
@@ -198,7 +234,7 @@ class PortalStack(Stack):
             self,
             "Waf",
             rate_limit=settings.waf_rate_limit,
-            logs_key=LogsKey(self, "LogsKey", removal_policy=removal_policy).key,
+            logs_key=logs_key,
             log_retention_days=log_retention_days,
             removal_policy=removal_policy,
         )
@@ -207,6 +243,13 @@ class PortalStack(Stack):
         self.waf.associate("LoadBalancerAssociation", self.load_balancer.load_balancer_arn)
 
         self._grant_instance_role(data_lake, training)
+        self.instance_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="FetchAlbKeysThroughTheRelay",
+                actions=["lambda:InvokeFunction"],
+                resources=[self.alb_key_relay.function.function_arn],
+            )
+        )
         self._grant_tenant_sessions(data_lake, training)
 
         for name, value in {
