@@ -218,3 +218,13 @@ def test_admin_security_group_is_exposed(full: Synthesized) -> None:
     network = full.platform.network
     assert network.admin_security_group.node.path.endswith("AdminSecurityGroup")
     assert network.bastion.instance.connections.security_groups == [network.admin_security_group]
+
+
+def test_training_jobs_reach_s3_and_ecr_over_https_and_efs_over_nfs(full: Synthesized) -> None:
+    """SageMaker moves a VPC job's input, output and image through the job's own interfaces."""
+    groups = resources(full, "AWS::EC2::SecurityGroup")
+    training = next(g for k, g in groups.items() if k.startswith("TrainingSecurityGroup"))
+    egress = {
+        (r.get("CidrIp"), r["FromPort"]) for r in training["Properties"]["SecurityGroupEgress"]
+    }
+    assert egress == {("0.0.0.0/0", 443), ("10.20.0.0/16", 2049)}

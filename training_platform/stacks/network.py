@@ -171,6 +171,15 @@ class NetworkStack(Stack):
         self.training_security_group.add_egress_rule(
             ec2.Peer.ipv4(network.vpc_cidr), ec2.Port.tcp(2049), "NFS to EFS mount targets"
         )
+        # A training job in a VPC reads its input from S3, writes its output and checkpoints
+        # there and pulls its image from ECR through its own network interfaces: the S3 gateway
+        # endpoint (a regional prefix list synth cannot know offline) and the interface
+        # endpoints. The containers themselves are network isolated and reach none of it.
+        self.training_security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(),
+            ec2.Port.tcp(443),
+            "HTTPS to S3 (gateway endpoint), ECR and KMS for job input, output and images",
+        )
         self.training_security_group.add_egress_rule(
             self.training_security_group,
             ec2.Port.all_tcp(),
