@@ -155,12 +155,12 @@ class PortalFleet(Construct):
             description="Portal instances: the application port from the load balancer only",
             allow_all_outbound=False,
         )
-        # AWS APIs (interface endpoints, the S3 gateway endpoint, whose addresses are a regional
-        # prefix list synth cannot know offline) and, through NAT, the ALB's public-key endpoint.
+        # AWS APIs only: the interface endpoints (the ALB key relay included) and the S3 gateway
+        # endpoint, whose addresses are a regional prefix list synth cannot know offline.
         self.security_group.add_egress_rule(
             ec2.Peer.any_ipv4(),
             ec2.Port.tcp(443),
-            "HTTPS to AWS APIs and the ALB public-key endpoint",
+            "HTTPS to AWS APIs (interface endpoints, S3 gateway endpoint)",
         )
 
         cpu = (
