@@ -47,6 +47,7 @@ from training_common import (  # noqa: E402
     Tenant,
     TenantRepository,
     TrainingRequest,
+    create_tables,
     new_job_id,
 )
 
@@ -55,24 +56,7 @@ BATCH = 10
 
 def setup(session: boto3.Session, tenants: int) -> dict[str, str]:
     dynamodb = session.client("dynamodb")
-    dynamodb.create_table(
-        TableName="tenants",
-        KeySchema=[{"AttributeName": "tenant_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "tenant_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.create_table(
-        TableName="jobs",
-        KeySchema=[
-            {"AttributeName": "tenant_id", "KeyType": "HASH"},
-            {"AttributeName": "job_id", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "tenant_id", "AttributeType": "S"},
-            {"AttributeName": "job_id", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_tables(dynamodb, tenants="tenants", jobs="jobs", notifications="notifications")
     s3 = session.client("s3")
     s3.create_bucket(Bucket="catalog")
     sqs = session.client("sqs")

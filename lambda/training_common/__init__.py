@@ -62,6 +62,7 @@ from .repositories import (
     JobRepository,
     NotificationRepository,
     TenantRepository,
+    create_tables,
     is_conditional_check_failure,
 )
 from .status import (
@@ -125,6 +126,7 @@ __all__ = [
     "catalog_key",
     "check_request",
     "checkpoint_prefix",
+    "create_tables",
     "dataset_key",
     "datasets_prefix",
     "describe_schema_errors",

@@ -38,6 +38,46 @@ JOBS_BY_CREATED_AT_INDEX = "ByCreatedAt"
 DynamoTable = Any
 """A ``boto3.resource("dynamodb").Table(...)`` object."""
 
+
+def create_tables(dynamodb: Any, *, tenants: str, jobs: str, notifications: str) -> None:
+    """Create the three tables with the contract's key schemas (on-demand), for moto and the
+    local portal; the Training stack declares the same keys for AWS.
+
+    ``dynamodb`` is a boto3 DynamoDB client. Tenants: ``tenant_id``; jobs: ``tenant_id`` +
+    ``job_id`` with the ``ByCreatedAt`` index (``tenant_id`` + ``created_at``); notifications:
+    ``tenant_id`` + ``notification_id``.
+    """
+    newest_first: dict[str, Any] = {
+        "IndexName": JOBS_BY_CREATED_AT_INDEX,
+        "KeySchema": [
+            {"AttributeName": "tenant_id", "KeyType": "HASH"},
+            {"AttributeName": "created_at", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+    tables: list[tuple[str, str | None, list[dict[str, Any]]]] = [
+        (tenants, None, []),
+        (jobs, "job_id", [newest_first]),
+        (notifications, "notification_id", []),
+    ]
+    for name, sort_key, indexes in tables:
+        keys = [("tenant_id", "HASH")] + ([(sort_key, "RANGE")] if sort_key else [])
+        attributes = {key for key, _ in keys} | {
+            part["AttributeName"] for index in indexes for part in index["KeySchema"]
+        }
+        extra: dict[str, Any] = {"GlobalSecondaryIndexes": indexes} if indexes else {}
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": key, "KeyType": kind} for key, kind in keys],
+            AttributeDefinitions=[
+                {"AttributeName": attribute, "AttributeType": "S"}
+                for attribute in sorted(attributes)
+            ],
+            BillingMode="PAY_PER_REQUEST",
+            **extra,
+        )
+
+
 S3Client = Any
 """A ``boto3.client("s3")`` object."""
 

@@ -35,6 +35,7 @@ from training_common import (
     TenantRepository,
     TenantStatus,
     TrainingRequest,
+    create_tables,
     iso_utc,
     model_artifact_key,
     new_job_id,
@@ -106,47 +107,7 @@ def create_resources(session: boto3.Session, endpoint_url: str | None = None) ->
     dynamodb = _client(session, "dynamodb", endpoint_url)
     s3 = _client(session, "s3", endpoint_url)
     names = {"tenants": "Tenants", "jobs": "Jobs", "notifications": "Notifications"}
-    dynamodb.create_table(
-        TableName=names["tenants"],
-        KeySchema=[{"AttributeName": "tenant_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "tenant_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.create_table(
-        TableName=names["jobs"],
-        KeySchema=[
-            {"AttributeName": "tenant_id", "KeyType": "HASH"},
-            {"AttributeName": "job_id", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "tenant_id", "AttributeType": "S"},
-            {"AttributeName": "job_id", "AttributeType": "S"},
-            {"AttributeName": "created_at", "AttributeType": "S"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "ByCreatedAt",
-                "KeySchema": [
-                    {"AttributeName": "tenant_id", "KeyType": "HASH"},
-                    {"AttributeName": "created_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.create_table(
-        TableName=names["notifications"],
-        KeySchema=[
-            {"AttributeName": "tenant_id", "KeyType": "HASH"},
-            {"AttributeName": "notification_id", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "tenant_id", "AttributeType": "S"},
-            {"AttributeName": "notification_id", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_tables(dynamodb, **names)
     buckets = {
         "data": "platform-data",
         "artifacts": "platform-artifacts",

@@ -31,6 +31,7 @@ from training_common import (
     TenantRepository,
     TenantStatus,
     TrainingRequest,
+    create_tables,
     new_job_id,
 )
 
@@ -90,43 +91,13 @@ class Platform:
                 self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
-def _create_table(dynamodb: Any, name: str, sort_key: str | None, gsi: bool = False) -> None:
-    keys = [{"AttributeName": "tenant_id", "KeyType": "HASH"}]
-    attributes = [{"AttributeName": "tenant_id", "AttributeType": "S"}]
-    if sort_key:
-        keys.append({"AttributeName": sort_key, "KeyType": "RANGE"})
-        attributes.append({"AttributeName": sort_key, "AttributeType": "S"})
-    extra: dict[str, Any] = {}
-    if gsi:
-        attributes.append({"AttributeName": "created_at", "AttributeType": "S"})
-        extra["GlobalSecondaryIndexes"] = [
-            {
-                "IndexName": "ByCreatedAt",
-                "KeySchema": [
-                    {"AttributeName": "tenant_id", "KeyType": "HASH"},
-                    {"AttributeName": "created_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ]
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=keys,
-        AttributeDefinitions=attributes,
-        BillingMode="PAY_PER_REQUEST",
-        **extra,
-    )
-
-
 @pytest.fixture
 def platform(fake_aws_credentials: None) -> Iterator[Platform]:
     """Tables, buckets, queues (each with its DLQ) and the notifications topic, in moto."""
     with mock_aws():
         session = boto3.Session(region_name=REGION)
         dynamodb = session.client("dynamodb")
-        _create_table(dynamodb, "tenants", None)
-        _create_table(dynamodb, "jobs", "job_id", gsi=True)
-        _create_table(dynamodb, "notifications", "notification_id")
+        create_tables(dynamodb, tenants="tenants", jobs="jobs", notifications="notifications")
         s3 = session.client("s3")
         for bucket in ("catalog-bucket", "data-bucket", "artifacts-bucket"):
             s3.create_bucket(Bucket=bucket)
