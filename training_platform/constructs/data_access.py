@@ -8,12 +8,12 @@ in this stack, where a reviewer reads them next to the buckets.
 
 from __future__ import annotations
 
-from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from training_platform.constructs.key_use import key_through_services
 from training_platform.constructs.nag import acknowledge
 
 TENANTS = "tenants/"
@@ -30,13 +30,8 @@ def _list_prefix(sid: str, bucket: s3.IBucket, prefix: str) -> iam.PolicyStateme
 
 
 def _key_through_s3(scope: Construct, key: kms.IKey, actions: list[str]) -> iam.PolicyStatement:
-    return iam.PolicyStatement(
-        sid="DataKeyThroughS3Only",
-        actions=actions,
-        resources=[key.key_arn],
-        conditions={
-            "StringEquals": {"kms:ViaService": f"s3.{Stack.of(scope).region}.amazonaws.com"}
-        },
+    return key_through_services(
+        scope, key, services=["s3"], actions=actions, sid="DataKeyThroughS3Only"
     )
 
 

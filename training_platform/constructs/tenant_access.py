@@ -23,6 +23,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 
+from training_platform.constructs.key_use import key_through_services
 from training_platform.constructs.nag import acknowledge
 
 TENANT_TAG = "tenant"
@@ -121,11 +122,12 @@ class TenantAccessRole(Construct):
                 resources=[b.bucket_arn for b in buckets_read],
                 conditions={"StringLike": {"s3:prefix": [f"{TENANT_PREFIX}*"]}},
             ),
-            iam.PolicyStatement(
-                sid="UseBucketKeyThroughS3",
+            key_through_services(
+                self,
+                bucket_key,
+                services=["s3"],
                 actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=[bucket_key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
+                sid="UseBucketKeyThroughS3",
             ),
             iam.PolicyStatement(
                 sid="OwnTrainingJobs",

@@ -20,6 +20,7 @@ from constructs import Construct
 
 from training_platform.config import PortalSettings
 from training_platform.constructs.handler import PlatformFunction, dependencies_layer
+from training_platform.constructs.key_use import key_through_services
 from training_platform.constructs.logs import LogsKey
 from training_platform.constructs.nag import acknowledge, acknowledge_findings
 from training_platform.constructs.portal_fleet import HEALTH_CHECK_PATH, PORT, PortalFleet
@@ -28,7 +29,7 @@ from training_platform.constructs.tenant_access import tenant_assume_statements
 from training_platform.constructs.user_pool import ADMIN_GROUP, TenantUserPool
 from training_platform.constructs.web_acl import RegionalWebAcl
 from training_platform.stacks.data_lake import DataLakeStack
-from training_platform.stacks.training import TrainingStack
+from training_platform.stacks.training import TABLE_KEY_ACTIONS, TrainingStack
 
 ALB_SESSION_TIMEOUT = Duration.hours(8)
 ACCESS_LOGS_PREFIX = "alb"
@@ -363,13 +364,12 @@ class PortalStack(Stack):
                 actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan"],
                 resources=[training.tenants_table.table_arn],
             ),
-            iam.PolicyStatement(
+            key_through_services(
+                self,
+                training.key,
+                services=["dynamodb"],
+                actions=TABLE_KEY_ACTIONS,
                 sid="TrainingKeyThroughDynamoDbOnly",
-                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                resources=[training.key.key_arn],
-                conditions={
-                    "StringEquals": {"kms:ViaService": f"dynamodb.{self.region}.amazonaws.com"}
-                },
             ),
             iam.PolicyStatement(
                 sid="AdministerUsers",
@@ -402,13 +402,12 @@ class PortalStack(Stack):
                     actions=["sqs:SendMessage"],
                     resources=[training.requests_queue.queue_arn],
                 ),
-                iam.PolicyStatement(
-                    sid="TrainingKeyThroughSqsOnly",
+                key_through_services(
+                    self,
+                    training.key,
+                    services=["sqs"],
                     actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                    resources=[training.key.key_arn],
-                    conditions={
-                        "StringEquals": {"kms:ViaService": f"sqs.{self.region}.amazonaws.com"}
-                    },
+                    sid="TrainingKeyThroughSqsOnly",
                 ),
             ],
         )

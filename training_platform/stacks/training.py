@@ -24,13 +24,21 @@ from constructs import Construct
 
 from training_platform.config import TrainingSettings
 from training_platform.constructs.handler import PlatformFunction, dependencies_layer
+from training_platform.constructs.key_use import key_through_services
 from training_platform.constructs.logs import LogsKey
 from training_platform.constructs.nag import acknowledge, acknowledge_findings
 from training_platform.constructs.tenant_access import tenant_table_policy
 from training_platform.stacks.data_lake import DataLakeStack
 
 LAUNCH_TIMEOUT = Duration.seconds(60)
-JOBS_BY_CREATED_AT = "ByCreatedAt"  # training_common.JOBS_BY_CREATED_AT_INDEX
+JOBS_BY_CREATED_AT = "ByCreatedAt"
+# What reading and writing the training key's tables, queues and topic takes of the key.
+TABLE_KEY_ACTIONS = (
+    "kms:Decrypt",
+    "kms:Encrypt",
+    "kms:GenerateDataKey",
+    "kms:DescribeKey",
+)  # training_common.JOBS_BY_CREATED_AT_INDEX
 EVENTS_TIMEOUT = Duration.seconds(30)
 
 
@@ -141,13 +149,12 @@ class TrainingStack(Stack):
             indexes=[(self.jobs_table, JOBS_BY_CREATED_AT)],
         )
         tenant_tables.add_statements(
-            iam.PolicyStatement(
+            key_through_services(
+                self,
+                self.key,
+                services=["dynamodb"],
+                actions=TABLE_KEY_ACTIONS,
                 sid="TableKeyThroughDynamoDbOnly",
-                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                resources=[self.key.key_arn],
-                conditions={
-                    "StringEquals": {"kms:ViaService": f"dynamodb.{self.region}.amazonaws.com"}
-                },
             )
         )
 
@@ -413,15 +420,12 @@ class TrainingStack(Stack):
     def _use_key(self, role: iam.IRole, *services: str) -> None:
         """The training key, only as the named services (DynamoDB, SQS, SNS) use it for ``role``."""
         role.add_to_principal_policy(
-            iam.PolicyStatement(
+            key_through_services(
+                self,
+                self.key,
+                services=services,
+                actions=TABLE_KEY_ACTIONS,
                 sid="TrainingKeyThroughItsServicesOnly",
-                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                resources=[self.key.key_arn],
-                conditions={
-                    "StringEquals": {
-                        "kms:ViaService": [f"{s}.{self.region}.amazonaws.com" for s in services]
-                    }
-                },
             )
         )
 
