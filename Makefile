@@ -39,21 +39,24 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 # The Lambda dependencies layer: lambda/requirements.txt installed for the functions' runtime and
-# architecture (Python 3.14, arm64) from PyPI wheels, so synth needs no Docker.
-LAYER_STAMP := build/.lambda-layer.stamp
+# architecture (Python 3.14, arm64) from PyPI wheels, so synth needs no Docker. Each asset is one
+# reproducible zip (scripts/build_zip.py): CDK fingerprints and stages one file per asset instead
+# of thousands, which is most of what synth used to spend (benchmarks/synth_speed.py).
+LAYER_ZIP := build/lambda-layer.zip
 PORTAL_WHEELS_STAMP := build/.portal-wheels.stamp
-PORTAL_STAMP := build/.portal-bundle.stamp
+PORTAL_ZIP := build/portal-bundle.zip
 PORTAL_SOURCES := $(shell find portal/portal_app lambda/training_common -type f \
   -not -path '*/__pycache__/*' -not -name '*.pyc')
 
-build: $(LAYER_STAMP) $(PORTAL_STAMP)
+build: $(LAYER_ZIP) $(PORTAL_ZIP)
 
-$(LAYER_STAMP): lambda/requirements.txt $(VENV)/.installed
+$(LAYER_ZIP): lambda/requirements.txt scripts/build_zip.py $(VENV)/.installed
 	rm -rf build/lambda-layer
 	$(BIN)/python -m pip install --quiet --no-compile --disable-pip-version-check \
 	  --platform manylinux2014_aarch64 --implementation cp --python-version 3.14 \
 	  --only-binary=:all: --target build/lambda-layer/python -r lambda/requirements.txt
-	touch $@
+	$(BIN)/python scripts/build_zip.py $@ build/lambda-layer/=
+	rm -rf build/lambda-layer
 
 # The portal fleet's wheelhouse: portal/requirements.txt as wheels for the instances' Python
 # (Amazon Linux 2023's python3.11) on both architectures, so an instance installs it offline
@@ -70,13 +73,9 @@ $(PORTAL_WHEELS_STAMP): portal/requirements.txt $(VENV)/.installed
 
 # The portal's S3 asset (training_platform/constructs/portal_fleet.py): the application, the
 # shared package, the pinned requirements and the wheelhouse. Not portal/local or tests.
-$(PORTAL_STAMP): $(PORTAL_WHEELS_STAMP) $(PORTAL_SOURCES) portal/requirements.txt
-	rm -rf build/portal-bundle
-	mkdir -p build/portal-bundle
-	cp -R portal/portal_app lambda/training_common portal/requirements.txt build/portal-bundle/
-	cp -R build/portal-wheels build/portal-bundle/wheels
-	find build/portal-bundle \( -name __pycache__ -o -name '*.pyc' \) -prune -exec rm -rf {} +
-	touch $@
+$(PORTAL_ZIP): $(PORTAL_WHEELS_STAMP) $(PORTAL_SOURCES) portal/requirements.txt scripts/build_zip.py
+	$(BIN)/python scripts/build_zip.py $@ portal/portal_app lambda/training_common \
+	  portal/requirements.txt build/portal-wheels=wheels
 
 synth: install build
 	rm -rf cdk.out

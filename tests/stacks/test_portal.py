@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import pytest
 
 from tests.conftest import ROOT, Synthesized
 from training_platform.constructs import portal_fleet
-from training_platform.constructs.portal_fleet import MissingBuildError, portal_bundle
+from training_platform.constructs.handler import MissingBuildError
+from training_platform.constructs.portal_fleet import portal_bundle
 
 SETTINGS_PY = ROOT / "portal" / "portal_app" / "settings.py"
 
@@ -459,19 +461,40 @@ def test_tenant_sessions_may_queue_requests_and_nothing_more(full: Synthesized) 
 def test_missing_bundle_names_make_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from aws_cdk import App, Stack
 
-    monkeypatch.setattr(portal_fleet, "BUNDLE_DIR", tmp_path / "portal-bundle")
-    with pytest.raises(MissingBuildError, match="run `make build`"):
+    monkeypatch.setattr(portal_fleet, "BUNDLE_ZIP", tmp_path / "portal-bundle.zip")
+    with pytest.raises(MissingBuildError, match=r"missing or unreadable.*run `make build`"):
+        portal_bundle(Stack(App(), "Probe"), "Bundle")
+    with zipfile.ZipFile(tmp_path / "portal-bundle.zip", "w") as zf:
+        zf.writestr("portal_app/__main__.py", "")
+    with pytest.raises(MissingBuildError, match=r"missing: training_common/__init__\.py"):
         portal_bundle(Stack(App(), "Probe"), "Bundle")
 
 
 def test_bundle_holds_the_app_and_wheels_but_not_the_local_runner() -> None:
-    bundle = portal_fleet.BUNDLE_DIR
-    names = {p.name for p in bundle.iterdir()}
-    assert names == {"portal_app", "training_common", "requirements.txt", "wheels"}
-    wheels = {p.name for p in (bundle / "wheels").glob("*.whl")}
+    with zipfile.ZipFile(portal_fleet.BUNDLE_ZIP) as zf:
+        names = zf.namelist()
+    assert {name.split("/", 1)[0] for name in names} == {
+        "portal_app",
+        "training_common",
+        "requirements.txt",
+        "wheels",
+    }
+    wheels = {name for name in names if name.startswith("wheels/") and name.endswith(".whl")}
     for arch in ("aarch64", "x86_64"):
-        assert any(w.startswith("cryptography-") and arch in w for w in wheels)
-    assert not list(bundle.rglob("__pycache__"))
+        assert any(w.startswith("wheels/cryptography-") and arch in w for w in wheels)
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+
+
+def test_every_asset_of_the_build_is_one_zip_file(full: Synthesized) -> None:
+    """The layer and the bundle are staged as one file each, not as directories to walk."""
+    sources = [
+        entry["source"]
+        for assets_file in full.outdir.glob("*.assets.json")
+        for entry in json.loads(assets_file.read_text())["files"].values()
+    ]
+    zips = [source for source in sources if source["path"].endswith(".zip")]
+    assert len(zips) >= 2  # the dependencies layer and the portal bundle
+    assert {source["packaging"] for source in zips} == {"file"}
 
 
 # --- ALB key relay -------------------------------------------------------------------------------

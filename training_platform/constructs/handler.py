@@ -8,6 +8,7 @@ it), so no Docker is needed to synthesize.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy
@@ -23,7 +24,7 @@ from training_platform.constructs.nag import acknowledge
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_DIR = ROOT / "lambda"
 SHARED_PACKAGE = "training_common"
-LAYER_DIR = ROOT / "build" / "lambda-layer"
+LAYER_ZIP = ROOT / "build" / "lambda-layer.zip"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
@@ -51,20 +52,37 @@ def function_code(name: str) -> lambda_.Code:
 
 
 def dependencies_layer(scope: Construct, id: str) -> lambda_.LayerVersion:
-    """Powertools and pydantic for arm64, from ``build/lambda-layer`` (see ``make build``)."""
-    if not (LAYER_DIR / "python").is_dir():
-        raise MissingBuildError(
-            f"{LAYER_DIR}/python is missing: run `make build` (make synth and make test run it) "
-            "to install lambda/requirements.txt for arm64 into the layer"
-        )
+    """Powertools and pydantic for arm64, from ``build/lambda-layer.zip`` (see ``make build``).
+
+    One zip file, not a directory: CDK hashes and stages one file instead of thousands."""
+    require_archive(LAYER_ZIP, ["python/aws_lambda_powertools/__init__.py", "python/pydantic/"])
     return lambda_.LayerVersion(
         scope,
         id,
-        code=lambda_.Code.from_asset(str(LAYER_DIR), exclude=["**/__pycache__", "**/*.pyc"]),
+        code=lambda_.Code.from_asset(str(LAYER_ZIP)),
         compatible_runtimes=[RUNTIME],
         compatible_architectures=[ARCHITECTURE],
         description="Powertools for AWS Lambda and pydantic (lambda/requirements.txt)",
     )
+
+
+def require_archive(archive: Path, prefixes: list[str]) -> None:
+    """MissingBuildError unless ``archive`` is a zip holding a name that starts with each of
+    ``prefixes`` (reads the zip's directory only)."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = zf.namelist()
+    except (OSError, zipfile.BadZipFile) as error:
+        raise MissingBuildError(
+            f"{archive} is missing or unreadable ({error.__class__.__name__}): run `make build` "
+            "(make synth and make test run it)"
+        ) from error
+    missing = [p for p in prefixes if not any(name.startswith(p) for name in names)]
+    if missing:
+        raise MissingBuildError(
+            f"{archive} is incomplete (missing: {', '.join(missing)}): run `make build` "
+            "(make synth and make test run it)"
+        )
 
 
 class PlatformFunction(Construct):

@@ -3,7 +3,7 @@
 The instances need nothing from the internet to start: the application, the shared
 ``training_common`` package and a wheelhouse of ``portal/requirements.txt`` (for both
 architectures and Amazon Linux 2023's ``python3.11``) come from one S3 asset that ``make build``
-stages in ``build/portal-bundle``; ``python3.11`` itself comes from the Amazon Linux
+zips into ``build/portal-bundle.zip``; ``python3.11`` itself comes from the Amazon Linux
 repositories, which are S3 buckets reachable through the VPC's S3 gateway endpoint. The
 user data installs it, writes the environment file and a systemd unit (``Restart=always``, an
 unprivileged user, port 8080), waits for ``/health`` and signals CloudFormation, so a
@@ -23,12 +23,12 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from training_platform.config import is_graviton
-from training_platform.constructs.handler import MissingBuildError
+from training_platform.constructs.handler import require_archive
 from training_platform.constructs.nag import acknowledge
 from training_platform.constructs.tenant_access import COMPONENT_TAG_KEY, PORTAL_COMPONENT
 
 ROOT = Path(__file__).resolve().parents[2]
-BUNDLE_DIR = ROOT / "build" / "portal-bundle"
+BUNDLE_ZIP = ROOT / "build" / "portal-bundle.zip"
 PORT = 8080
 HEALTH_CHECK_PATH = "/health"
 ROOT_VOLUME_GIB = 10
@@ -72,19 +72,12 @@ WantedBy=multi-user.target
 
 
 def portal_bundle(scope: Construct, id: str) -> s3_assets.Asset:
-    """The S3 asset of ``build/portal-bundle`` (see ``make build``), caches excluded."""
-    missing = [
-        part
-        for part in ("portal_app/__main__.py", "training_common/__init__.py", "requirements.txt")
-        if not (BUNDLE_DIR / part).is_file()
-    ]
-    if missing or not any((BUNDLE_DIR / "wheels").glob("*.whl")):
-        raise MissingBuildError(
-            f"{BUNDLE_DIR} is incomplete (missing: {', '.join(missing) or 'wheels/*.whl'}): run "
-            "`make build` (make synth and make test run it) to stage the portal application, "
-            "training_common and the wheelhouse of portal/requirements.txt"
-        )
-    return s3_assets.Asset(scope, id, path=str(BUNDLE_DIR), exclude=["**/__pycache__", "**/*.pyc"])
+    """The S3 asset of ``build/portal-bundle.zip`` (see ``make build``), uploaded as it is."""
+    require_archive(
+        BUNDLE_ZIP,
+        ["portal_app/__main__.py", "training_common/__init__.py", "requirements.txt", "wheels/"],
+    )
+    return s3_assets.Asset(scope, id, path=str(BUNDLE_ZIP))
 
 
 def environment_file(environment: Mapping[str, str]) -> str:
