@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import App, Aspects, Environment, RemovalPolicy, Stack, Tags, Validations
+from aws_cdk import App, Environment, RemovalPolicy, Stack, Tags, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 
 from training_platform.config import PlatformConfig
-from training_platform.constructs.logs import RetainFunctionLogs
+from training_platform.constructs.logs import retain_function_logs
 from training_platform.stacks.data_lake import DataLakeStack
 from training_platform.stacks.network import NetworkStack
 from training_platform.stacks.observability import PLATFORM_TAG, ObservabilityStack, PortalMetrics
@@ -132,9 +132,7 @@ def build_platform(
         removal_policy=policy,
     )
 
-    Aspects.of(app).add(
-        RetainFunctionLogs(retention_days=config.log_retention_days, removal_policy=policy)
-    )
+    retain_function_logs(app, retention_days=config.log_retention_days, removal_policy=policy)
     Tags.of(app).add(*PLATFORM_TAG)
     Tags.of(app).add("environment", config.name)
     for key, value in config.tags.items():
