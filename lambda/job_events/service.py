@@ -34,6 +34,7 @@ from training_common import (
     iso_utc,
     job_prefix,
     key_in_bucket,
+    new_session,
     send_to_dead_letter_queue,
 )
 
@@ -75,7 +76,7 @@ class JobEventsService:
         cls, settings: JobEventsSettings, session: boto3.Session | None = None
     ) -> JobEventsService:
         """Build the service with boto3 clients from ``session`` (default: a new session)."""
-        session = session or boto3.Session()
+        session = session or new_session()
         return cls(
             settings=settings,
             jobs=JobRepository.from_table_name(settings.jobs_table, session),

@@ -35,6 +35,7 @@ from training_common import (
     check_request,
     describe_schema_errors,
     is_job_id_of_tenant,
+    new_session,
     send_to_dead_letter_queue,
 )
 
@@ -82,7 +83,7 @@ class LaunchService:
         cls, settings: LaunchSettings, session: boto3.Session | None = None
     ) -> LaunchService:
         """Build the service with boto3 clients from ``session`` (default: a new session)."""
-        session = session or boto3.Session()
+        session = session or new_session()
         retries = Config(retries={"mode": "standard", "max_attempts": 3})
         return cls(
             settings=settings,

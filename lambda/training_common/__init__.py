@@ -65,6 +65,7 @@ from .repositories import (
     create_tables,
     is_conditional_check_failure,
 )
+from .sessions import new_session
 from .status import (
     FINAL_STATUSES,
     RUNNING_STATUSES,
@@ -141,6 +142,7 @@ __all__ = [
     "key_in_bucket",
     "model_artifact_key",
     "new_job_id",
+    "new_session",
     "output_prefix",
     "parse_iso_utc",
     "s3_uri",

@@ -31,6 +31,7 @@ from .models import (
     to_dynamo_value,
     to_item,
 )
+from .sessions import new_session
 from .status import RUNNING_STATUSES, JobStatus, allowed_predecessors
 
 JOBS_BY_CREATED_AT_INDEX = "ByCreatedAt"
@@ -96,7 +97,7 @@ def is_conditional_check_failure(error: ClientError) -> bool:
 
 
 def _table(name: str, session: boto3.Session | None) -> DynamoTable:
-    return (session or boto3.Session()).resource("dynamodb").Table(name)
+    return (session or new_session()).resource("dynamodb").Table(name)
 
 
 def _query_all(table: DynamoTable, **kwargs: Any) -> Iterator[dict[str, Any]]:

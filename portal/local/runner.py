@@ -7,12 +7,12 @@ import threading
 import time
 from types import TracebackType
 
-import boto3
 import httpx
 import uvicorn
 from portal_app.app import create_app
 from portal_app.aws import AwsClients
 from portal_app.logs import configure_logging
+from training_common import new_session
 
 from .signin import EcSigner, LocalSignIn, LocalUser
 from .simulator import JobSimulator
@@ -52,7 +52,7 @@ class LocalPortal:
             os.environ.setdefault(name, value)
         configure_logging(self.log_level)
         self.moto.start()
-        session = boto3.Session(region_name=REGION)
+        session = new_session(region_name=REGION)
         settings = create_resources(session, self.moto.url)
         self.settings = settings
         self.seeded = seed(settings, session, self.moto.url)

@@ -26,6 +26,7 @@ from training_common import (
     JobRepository,
     NotificationRepository,
     TenantRepository,
+    new_session,
 )
 
 from .settings import PortalSettings
@@ -75,7 +76,7 @@ class AwsClients:
         self.clock = clock
         self._lock = threading.Lock()
         self._tenant_cache: dict[str, TenantAws] = {}
-        self.instance_session = base_session or boto3.Session(region_name=settings.aws_region)
+        self.instance_session = base_session or new_session(region_name=settings.aws_region)
         if session_hook:
             session_hook(self.instance_session)
         self.sts = self._client(self.instance_session, "sts")
@@ -127,7 +128,7 @@ class AwsClients:
             expires_at = expiration.astimezone(UTC).timestamp()
         else:
             expires_at = self.clock() + self.settings.tenant_session_seconds
-        session = boto3.Session(
+        session = new_session(
             aws_access_key_id=credentials["AccessKeyId"],
             aws_secret_access_key=credentials["SecretAccessKey"],
             aws_session_token=credentials["SessionToken"],

@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from training_common import new_session
 
 # Powertools reads these when the handler modules are imported, during collection.
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
@@ -95,7 +96,7 @@ class Platform:
 def platform(fake_aws_credentials: None) -> Iterator[Platform]:
     """Tables, buckets, queues (each with its DLQ) and the notifications topic, in moto."""
     with mock_aws():
-        session = boto3.Session(region_name=REGION)
+        session = new_session(region_name=REGION)
         dynamodb = session.client("dynamodb")
         create_tables(dynamodb, tenants="tenants", jobs="jobs", notifications="notifications")
         s3 = session.client("s3")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import boto3
 import portal_helpers  # noqa: F401 - puts portal/ on sys.path first
 import pytest
 from local.signin import EcSigner
@@ -13,6 +12,7 @@ from moto import mock_aws
 from portal_app.app import create_app
 from portal_app.aws import AwsClients
 from portal_helpers import AwsCalls, Platform
+from training_common import new_session
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +30,7 @@ def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def platform() -> Iterator[Platform]:
     with mock_aws():
-        session = boto3.Session(region_name=REGION)
+        session = new_session(region_name=REGION)
         settings = create_resources(session)
         seeded = seed(settings, session)
         signer = EcSigner(ALB_ARN, kid="alb-test-key")
