@@ -18,7 +18,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 .PHONY: help install build synth diagram diff deploy destroy test lint format clean portal
 
 help:
-	@echo "make synth   synthesize every stack of ENV=$(ENV) into cdk.out, with both nag packs,"
+	@echo "make synth   synthesize every stack of ENV=$(ENV) into cdk.out, with its nag packs,"
 	@echo "             and write cdk.out/compliance-report.md"
 	@echo "make diagram redraw README.md's architecture diagram from the example environment"
 	@echo "make test    run the whole test suite (snapshots, nag, cfn-lint, handlers, portal)"

@@ -1,4 +1,4 @@
-"""Session-wide fixtures: each environment is synthesized once, with both nag packs.
+"""Session-wide fixtures: each environment is synthesized once, with all four nag packs.
 
 Synthesis is the expensive step (a Node process runs the whole app and the nag packs), so the
 tests share one cloud assembly per environment instead of calling ``Template.from_stack`` per test.
@@ -19,6 +19,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from training_platform.config import PlatformConfig, load_config
+from training_platform.constructs.nag import PACKS
 from training_platform.platform_app import Platform, build_platform
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,8 +79,14 @@ def full(full_config: PlatformConfig, tmp_path_factory: pytest.TempPathFactory) 
 def example(
     example_config: PlatformConfig, tmp_path_factory: pytest.TempPathFactory
 ) -> Synthesized:
-    """The committed example environment, as `make synth` builds it."""
-    return _synthesize(example_config, tmp_path_factory)
+    """The committed example environment, as `make synth` builds it, checked by every nag pack
+    (HIPAA Security and PCI DSS 3.2.1 on top of its own two, as environments/regulated.toml)."""
+    return _synthesize(with_all_packs(example_config), tmp_path_factory)
+
+
+def with_all_packs(config: PlatformConfig) -> PlatformConfig:
+    compliance = config.compliance.model_copy(update={"packs": PACKS})
+    return config.model_copy(update={"compliance": compliance})
 
 
 @pytest.fixture(scope="session", params=["full", "example"])

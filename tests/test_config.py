@@ -540,3 +540,42 @@ def test_unknown_portal_key() -> None:
     assert "portal.mfa: unknown setting; allowed here: certificate_arn, cognito_domain_prefix" in (
         message
     )
+
+
+# --- compliance packs ----------------------------------------------------------------------------
+
+
+def test_nag_packs_default_to_aws_solutions_and_nist() -> None:
+    assert parse_config(base()).compliance.packs == ("AwsSolutions", "NIST.800.53.R5")
+
+
+def test_all_four_nag_packs_are_accepted() -> None:
+    packs = ["AwsSolutions", "NIST.800.53.R5", "HIPAA.Security", "PCI.DSS.321"]
+    assert parse_config(base(compliance={"packs": packs})).compliance.packs == tuple(packs)
+
+
+def test_unknown_nag_pack_is_rejected_with_the_packs_allowed() -> None:
+    message = error_of(base(compliance={"packs": ["AwsSolutions", "HIPAA"]}))
+    assert "compliance.packs.1:" in message
+    for allowed in ("'AwsSolutions'", "'NIST.800.53.R5'", "'HIPAA.Security'", "'PCI.DSS.321'"):
+        assert allowed in message
+    assert "(got 'HIPAA')" in message
+
+
+def test_empty_or_repeated_nag_packs_are_rejected() -> None:
+    assert "compliance.packs: list at least one pack" in error_of(base(compliance={"packs": []}))
+    message = error_of(base(compliance={"packs": ["PCI.DSS.321", "PCI.DSS.321"]}))
+    assert "compliance.packs: ['PCI.DSS.321', 'PCI.DSS.321'] names a pack twice" in message
+
+
+def test_regulated_environment_is_the_example_with_every_pack() -> None:
+    """environments/regulated.toml must not drift from the example it documents."""
+    example = load_config(ROOT / "environments" / "example.toml").model_dump()
+    regulated = load_config(ROOT / "environments" / "regulated.toml").model_dump()
+    assert regulated.pop("compliance") == {
+        "packs": ("AwsSolutions", "NIST.800.53.R5", "HIPAA.Security", "PCI.DSS.321")
+    }
+    example.pop("compliance")
+    for config in (example, regulated):
+        del config["name"], config["portal"]["cognito_domain_prefix"]
+    assert regulated == example

@@ -17,6 +17,7 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
 from tests.conftest import ROOT, Synthesized
+from training_platform.constructs.nag import PACKS, acknowledge
 
 STACKS = ["Network", "DataLake", "Training", "Portal", "Observability"]
 _ASSET_HASH = re.compile(r"[0-9a-f]{64}")
@@ -45,7 +46,7 @@ def test_every_stack_is_snapshotted(full: Synthesized) -> None:
 def test_nag_packs_ran_and_passed(synthesized: Synthesized) -> None:
     report = synthesized.validation_report
     plugins = {plugin["pluginName"]: plugin for plugin in report["pluginReports"]}
-    assert set(plugins) == {"AwsSolutions", "NIST.800.53.R5"}
+    assert sorted(plugins) == sorted(PACKS)  # both environments run all four
     for plugin in plugins.values():
         assert plugin["conclusion"] == "success"
         assert plugin["violations"] == []
@@ -63,7 +64,7 @@ def test_acknowledgements_carry_reasons_a_reviewer_can_check(synthesized: Synthe
 def test_every_acknowledgement_matches_a_finding(synthesized: Synthesized) -> None:
     """An acknowledgement that no longer matches a finding is noise a reviewer would read in the
     code but never see in the report: remove it when the finding goes away."""
-    packs = ("AwsSolutions::", "NIST.800.53.R5::")
+    packs = tuple(f"{pack}::" for pack in PACKS)
     used = {
         (finding["acknowledgedAt"], finding["acknowledgedId"])
         for plugin in synthesized.validation_report["pluginReports"]
@@ -88,6 +89,32 @@ def test_an_unacknowledged_finding_fails_synth(tmp_path: Path) -> None:
     Validations.of(app).add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app))
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         app.synth()
+
+
+def test_a_nist_acknowledgement_covers_the_same_rule_of_the_other_packs(tmp_path: Path) -> None:
+    """HIPAA and PCI DSS reuse NIST rules by name; one decision is recorded under each pack."""
+    app = App(outdir=str(tmp_path))
+    bucket = s3.CfnBucket(Stack(app, "Probe"), "Logs")
+    reason = "A probe bucket that holds nothing: replication would copy nothing to nowhere."
+    acknowledge(bucket, "NIST.800.53.R5-S3BucketReplicationEnabled", reason)
+    acknowledge(bucket, "NIST.800.53.R5-LambdaDLQ", reason)  # HIPAA has the rule, PCI DSS not
+    recorded = [
+        rule
+        for m in bucket.node.metadata
+        if m.type == "aws:cdk:acknowledged-rules"
+        for rule in m.data
+    ]
+    assert sorted(recorded) == sorted(
+        [
+            "NIST.800.53.R5::NIST.800.53.R5-S3BucketReplicationEnabled",
+            "HIPAA.Security::HIPAA.Security-S3BucketReplicationEnabled",
+            "PCI.DSS.321::PCI.DSS.321-S3BucketReplicationEnabled",
+            "NIST.800.53.R5::NIST.800.53.R5-LambdaDLQ",
+            "HIPAA.Security::HIPAA.Security-LambdaDLQ",
+        ]
+    )
+    with pytest.raises(ValueError, match="add 'EFSEncrypted' to NIST_RULES_IN_OTHER_PACKS"):
+        acknowledge(bucket, "NIST.800.53.R5-EFSEncrypted", reason)
 
 
 def test_cfn_lint_is_clean(synthesized: Synthesized) -> None:

@@ -335,6 +335,25 @@ class PortalSettings(_Settings):
         return self
 
 
+NagPackName = Literal["AwsSolutions", "NIST.800.53.R5", "HIPAA.Security", "PCI.DSS.321"]
+"""The cdk-nag packs an environment may run at synth, by the names their reports carry."""
+DEFAULT_NAG_PACKS: tuple[NagPackName, ...] = ("AwsSolutions", "NIST.800.53.R5")
+
+
+def _packs(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value:
+        raise ValueError("list at least one pack; the default is " + ", ".join(DEFAULT_NAG_PACKS))
+    if len(set(value)) != len(value):
+        raise ValueError(f"{list(value)} names a pack twice")
+    return value
+
+
+class ComplianceSettings(_Settings):
+    """Which cdk-nag packs check every template at synth (an unacknowledged finding fails it)."""
+
+    packs: Annotated[tuple[NagPackName, ...], AfterValidator(_packs)] = DEFAULT_NAG_PACKS
+
+
 class PlatformConfig(_Settings):
     """Everything that differs between two deployments of the platform."""
 
@@ -352,6 +371,7 @@ class PlatformConfig(_Settings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     portal: PortalSettings
+    compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
 
     @model_validator(mode="after")
     def _consistent(self) -> PlatformConfig:  # noqa: C901 - one flat list of cross-field rules

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import App, Environment, RemovalPolicy, Stack, Tags, Validations
-from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
+from aws_cdk import App, Environment, RemovalPolicy, Stack, Tags
 
 from training_platform.config import PlatformConfig
 from training_platform.constructs.logs import retain_function_logs
+from training_platform.constructs.nag import add_nag_packs
 from training_platform.stacks.data_lake import DataLakeStack
 from training_platform.stacks.network import NetworkStack
 from training_platform.stacks.observability import PLATFORM_TAG, ObservabilityStack, PortalMetrics
@@ -40,7 +40,8 @@ def removal_policy(config: PlatformConfig) -> RemovalPolicy:
 def build_platform(
     config: PlatformConfig, *, outdir: str | None = None, context: dict[str, Any] | None = None
 ) -> Platform:
-    """Create every stack of the platform for ``config``, with both nag packs registered.
+    """Create every stack of the platform for ``config``, with its nag packs registered
+    (``compliance.packs``).
 
     An unacknowledged nag finding makes ``app.synth()`` raise ``ValidationFailed``.
     """
@@ -137,7 +138,7 @@ def build_platform(
     Tags.of(app).add("environment", config.name)
     for key, value in config.tags.items():
         Tags.of(app).add(key, value)
-    Validations.of(app).add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app))
+    add_nag_packs(app, config.compliance.packs)
     return Platform(
         app=app,
         network=network,
