@@ -21,9 +21,9 @@ from aws_cdk.assertions import Template
 
 from tests.conftest import Synthesized
 from training_platform.constructs.tenant_access import (
+    TenantTableGrant,
     tenant_assume_statements,
     tenant_table_policy,
-    tenant_table_statements,
 )
 
 TENANT = "${aws:PrincipalTag/tenant}"
@@ -252,40 +252,77 @@ def test_table_statements_limit_items_to_the_tenant_partition(tmp_path: Path) ->
     )
     role = iam.Role.from_role_arn(stack, "TenantRole", "arn:aws:iam::111111111111:role/tenant")
     tenant_table_policy(
-        stack, "TenantTables", role=role, tables=[tenants, jobs], indexes=[(jobs, "ByCreatedAt")]
+        stack,
+        "TenantTables",
+        role=role,
+        grants=[
+            TenantTableGrant("ReadTenant", tenants, ("dynamodb:GetItem",)),
+            TenantTableGrant(
+                "OwnJobs", jobs, ("dynamodb:Query", "dynamodb:PutItem"), indexes=("ByCreatedAt",)
+            ),
+        ],
     )
     template = Template.from_stack(stack).to_json()
     [policy] = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::ManagedPolicy"]
     assert policy["Properties"]["Roles"] == ["tenant"]
-    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert unbound_grants(statement) == []
-    assert sorted(statement["Action"]) == [
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:Query",
-        "dynamodb:UpdateItem",
-    ]
-    assert statement["Condition"] == {
-        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [TENANT]}
-    }
-    resources = [flat(r) for r in statement["Resource"]]
-    assert len(resources) == 3
+    read, own = policy["Properties"]["PolicyDocument"]["Statement"]
+    for statement in (read, own):
+        assert unbound_grants(statement) == []
+        assert statement["Condition"] == {
+            "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [TENANT]}
+        }
+    assert (read["Sid"], read["Action"]) == ("ReadTenant", "dynamodb:GetItem")
+    assert read["Resource"]["Fn::GetAtt"][0].startswith("Tenants")
+    assert sorted(own["Action"]) == ["dynamodb:PutItem", "dynamodb:Query"]
+    resources = [flat(r) for r in own["Resource"]]
+    assert len(resources) == 2
     assert any(r.endswith("/index/ByCreatedAt") for r in resources)
     assert not any(r.endswith("*") for r in resources)
 
 
-def test_table_statements_never_include_unkeyed_operations() -> None:
-    app = App()
-    stack = Stack(app, "Probe")
+def test_table_grants_refuse_unkeyed_operations() -> None:
+    """Scan, batch and PartiQL requests may carry no leading key (ForAllValues of nothing is
+    true), so a grant that names one fails at synth."""
     table = dynamodb.Table(
-        stack,
+        Stack(App(), "Probe"),
         "Table",
         partition_key=dynamodb.Attribute(name="tenant_id", type=dynamodb.AttributeType.STRING),
     )
-    actions = {a for s in tenant_table_statements([table]) for a in s.actions}
-    # Scan, batch and PartiQL requests may carry no leading key; ForAllValues of nothing is true.
-    assert actions.isdisjoint({"dynamodb:Scan", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"})
-    assert not any(a.startswith("dynamodb:PartiQL") or "*" in a for a in actions)
+    for action in (
+        "dynamodb:Scan",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PartiQLSelect",
+        "dynamodb:*",
+    ):
+        with pytest.raises(ValueError, match="always carry a partition key"):
+            TenantTableGrant("Probe", table, ("dynamodb:GetItem", action))
+    with pytest.raises(ValueError, match="always carry a partition key"):
+        TenantTableGrant("Probe", table, ())
+
+
+def test_a_tenant_session_only_reads_the_tenants_table(full: Synthesized) -> None:
+    """The tenant record holds the quota and the status the launch handler trusts: a tenant
+    session that could write it could raise its own quota or lift its own suspension."""
+    resources = full.raw("Training")["Resources"]
+    [tenants_table] = [
+        k
+        for k in resources
+        if k.startswith("Tenants") and resources[k]["Type"] == "AWS::DynamoDB::Table"
+    ]
+    [policy] = [
+        r["Properties"]
+        for k, r in resources.items()
+        if k.startswith("TenantTablesPolicy") and r["Type"] == "AWS::IAM::ManagedPolicy"
+    ]
+    by_sid = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    on_tenants = [s for s in by_sid.values() if tenants_table in json.dumps(s.get("Resource", ""))]
+    assert on_tenants == [by_sid["ReadOwnTenantRecord"]]
+    assert by_sid["ReadOwnTenantRecord"]["Action"] == "dynamodb:GetItem"
+    assert sorted(as_list(by_sid["OwnNotifications"]["Action"])) == [
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+    ]
 
 
 def test_portal_assume_statements_name_the_tenant_role(full: Synthesized) -> None:

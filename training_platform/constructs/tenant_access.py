@@ -15,6 +15,7 @@ in its own stack.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, CfnElement, Stack, Token
 from aws_cdk import aws_dynamodb as dynamodb
@@ -54,11 +55,10 @@ FORBIDDEN_TENANT_TAG_PATTERNS = (
     "?" * (TENANT_TAG_MAX_LENGTH + 1) + "*",
 )
 
-TENANT_TABLE_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:Query",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
+# DynamoDB actions a tenant session may be granted on its own items: ones that always carry a
+# partition key (no Scan, no batch or PartiQL operations), so dynamodb:LeadingKeys is never empty.
+TENANT_ITEM_ACTIONS = frozenset(
+    {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"}
 )
 TENANT_TRAINING_JOB_ACTIONS = ("sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob")
 TENANT_OBJECT_READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
@@ -185,26 +185,46 @@ def _logical_id(construct: IConstruct) -> str:
     return Stack.of(child).get_logical_id(child)
 
 
-def tenant_table_statements(
-    tables: Sequence[dynamodb.ITable], *, indexes: Sequence[tuple[dynamodb.ITable, str]] = ()
-) -> list[iam.PolicyStatement]:
-    """The tenant role's DynamoDB permissions on ``tables`` and the named secondary ``indexes``
-    (``(table, index name)``, e.g. ``(jobs, "ByCreatedAt")``): items whose partition key is the
-    caller's tenant id, and nothing else.
+@dataclass(frozen=True)
+class TenantTableGrant:
+    """What tenant sessions may do with their own items of one table: exactly what the portal
+    does with that table through them, and no more (a tenant session must never write a record
+    that governs it, such as its own quota or status in the tenants table)."""
+
+    sid: str
+    table: dynamodb.ITable
+    actions: tuple[str, ...]
+    indexes: tuple[str, ...] = ()
+    """Secondary indexes the session queries (``Query`` on ``<table>/index/<name>``)."""
+
+    def __post_init__(self) -> None:
+        unkeyed = set(self.actions) - TENANT_ITEM_ACTIONS
+        if unkeyed or not self.actions:
+            raise ValueError(
+                f"{self.sid}: tenant sessions get only {sorted(TENANT_ITEM_ACTIONS)}, which "
+                f"always carry a partition key; got {sorted(self.actions)}"
+            )
+
+
+def tenant_table_statements(grants: Sequence[TenantTableGrant]) -> list[iam.PolicyStatement]:
+    """The tenant role's DynamoDB permissions: for each grant, its actions on items whose
+    partition key is the caller's tenant id, and nothing else.
 
     ``ForAllValues:StringEquals`` on ``dynamodb:LeadingKeys`` compares every partition key the
-    request touches with the session tag. The actions are ones that always carry a partition key
-    (no Scan, no batch or PartiQL operations), so the set of leading keys is never empty.
+    request touches with the session tag; the actions always carry one (see
+    :data:`TENANT_ITEM_ACTIONS`), so the set of leading keys is never empty.
     """
-    resources = [t.table_arn for t in tables]
-    resources += [f"{table.table_arn}/index/{name}" for table, name in indexes]
     return [
         iam.PolicyStatement(
-            sid="OwnTenantItems",
-            actions=list(TENANT_TABLE_ACTIONS),
-            resources=resources,
+            sid=grant.sid,
+            actions=sorted(grant.actions),
+            resources=[
+                grant.table.table_arn,
+                *(f"{grant.table.table_arn}/index/{name}" for name in grant.indexes),
+            ],
             conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [TENANT]}},
         )
+        for grant in grants
     ]
 
 
@@ -213,8 +233,7 @@ def tenant_table_policy(
     id: str,
     *,
     role: iam.IRole,
-    tables: Sequence[dynamodb.ITable],
-    indexes: Sequence[tuple[dynamodb.ITable, str]] = (),
+    grants: Sequence[TenantTableGrant],
 ) -> iam.ManagedPolicy:
     """Attach :func:`tenant_table_statements` to the tenant role, from the stack of ``scope``
     (the Training stack, which owns the tables). A customer managed policy, not an inline one,
@@ -223,7 +242,7 @@ def tenant_table_policy(
         scope,
         id,
         description="Tenant access to its own items (dynamodb:LeadingKeys = session tag tenant)",
-        statements=tenant_table_statements(tables, indexes=indexes),
+        statements=tenant_table_statements(grants),
         roles=[role],
     )
 

@@ -27,7 +27,7 @@ from training_platform.constructs.handler import PlatformFunction, dependencies_
 from training_platform.constructs.key_use import key_through_services
 from training_platform.constructs.logs import LogsKey
 from training_platform.constructs.nag import acknowledge, acknowledge_findings
-from training_platform.constructs.tenant_access import tenant_table_policy
+from training_platform.constructs.tenant_access import TenantTableGrant, tenant_table_policy
 from training_platform.stacks.data_lake import DataLakeStack
 
 LAUNCH_TIMEOUT = Duration.seconds(60)
@@ -145,8 +145,30 @@ class TrainingStack(Stack):
             self,
             "TenantTablesPolicy",
             role=data_lake.tenant_role,
-            tables=[self.tenants_table, self.jobs_table, self.notifications_table],
-            indexes=[(self.jobs_table, JOBS_BY_CREATED_AT)],
+            grants=[
+                # The portal reads the tenant's record (quota, status); only administration,
+                # with the instance role, writes it.
+                TenantTableGrant("ReadOwnTenantRecord", self.tenants_table, ("dynamodb:GetItem",)),
+                # Submitting writes the QUEUED record (and REJECTED if queueing fails); the job
+                # pages read one record and query the list and the running count.
+                TenantTableGrant(
+                    "OwnJobRecords",
+                    self.jobs_table,
+                    (
+                        "dynamodb:GetItem",
+                        "dynamodb:Query",
+                        "dynamodb:PutItem",
+                        "dynamodb:UpdateItem",
+                    ),
+                    indexes=(JOBS_BY_CREATED_AT,),
+                ),
+                # The handlers write notifications; the portal lists them and marks them read.
+                TenantTableGrant(
+                    "OwnNotifications",
+                    self.notifications_table,
+                    ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"),
+                ),
+            ],
         )
         tenant_tables.add_statements(
             key_through_services(
