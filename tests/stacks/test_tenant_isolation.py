@@ -170,7 +170,7 @@ def test_sessions_without_a_tenant_tag_are_denied_everything(synthesized: Synthe
     denies = [s for s in tenant_role_statements(synthesized) if s["Effect"] == "Deny"]
     assert denies == [
         {
-            "Action": ["dynamodb:*", "kms:*", "s3:*", "sagemaker:*"],
+            "Action": ["dynamodb:*", "kms:*", "s3:*", "sagemaker:*", "sqs:*"],
             "Condition": {"Null": {"aws:PrincipalTag/tenant": "true"}},
             "Effect": "Deny",
             "Resource": "*",

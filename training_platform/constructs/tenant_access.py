@@ -145,7 +145,7 @@ class TenantAccessRole(Construct):
             iam.PolicyStatement(
                 sid="DenyWithoutTenantTag",
                 effect=iam.Effect.DENY,
-                actions=["s3:*", "dynamodb:*", "sagemaker:*", "kms:*"],
+                actions=["s3:*", "dynamodb:*", "sagemaker:*", "kms:*", "sqs:*"],
                 resources=["*"],
                 conditions={"Null": {f"aws:PrincipalTag/{TENANT_TAG}": "true"}},
             ),
