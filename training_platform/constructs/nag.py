@@ -6,10 +6,16 @@ finding (``pack::rule`` or ``pack::rule[finding]``) and says why it is acceptabl
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from aws_cdk import Acknowledgment, IPolicyValidationPluginBeta1, Validations
-from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks, PCIDSS321Checks
+from aws_cdk import Acknowledgment, Validations
+from cdk_nag import (
+    AwsSolutionsChecks,
+    HIPAASecurityChecks,
+    NagPack,
+    NIST80053R5Checks,
+    PCIDSS321Checks,
+)
 from constructs import IConstruct
 
 AWS_SOLUTIONS = "AwsSolutions"
@@ -19,7 +25,7 @@ PCI_DSS_321 = "PCI.DSS.321"
 PACKS = (AWS_SOLUTIONS, NIST_800_53_R5, HIPAA_SECURITY, PCI_DSS_321)
 """Every pack an environment may run (``compliance.packs``), by the name its report carries."""
 
-_PACK_CLASSES = {
+_PACK_CLASSES: dict[str, Callable[[IConstruct], NagPack]] = {
     AWS_SOLUTIONS: AwsSolutionsChecks,
     NIST_800_53_R5: NIST80053R5Checks,
     HIPAA_SECURITY: HIPAASecurityChecks,
@@ -27,15 +33,13 @@ _PACK_CLASSES = {
 }
 
 
-def add_nag_packs(app: IConstruct, packs: Iterable[str]) -> list[IPolicyValidationPluginBeta1]:
+def add_nag_packs(app: IConstruct, packs: Iterable[str]) -> None:
     """Register ``packs`` (names of :data:`PACKS`) as validation plugins of ``app``.
 
     Acknowledgements of a pack that does not run stay in the construct metadata and change
     nothing, so each resource acknowledges every pack's findings once, whichever packs run.
     """
-    plugins = [_PACK_CLASSES[name](app) for name in packs]
-    Validations.of(app).add_plugins(*plugins)
-    return plugins
+    Validations.of(app).add_plugins(*(_PACK_CLASSES[name](app) for name in packs))
 
 
 _MIN_REASON = 40
