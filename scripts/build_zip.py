@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,8 +52,8 @@ def build_zip(output: Path, sources: list[tuple[Path, str]]) -> int:
     members = sorted(
         (arcname, path) for source, name in sources for path, arcname in entries(source, name)
     )
-    names = [arcname for arcname, _ in members]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    counts = Counter(arcname for arcname, _ in members)
+    duplicates = sorted(name for name, count in counts.items() if count > 1)
     if duplicates:
         raise ValueError(f"two sources write the same archive names: {duplicates[:5]}")
     output.parent.mkdir(parents=True, exist_ok=True)
