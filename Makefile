@@ -25,6 +25,7 @@ help:
 	@echo "make lint    ruff and mypy"
 	@echo "make portal  run the portal locally (moto, seeded tenants, job simulator, local sign-in)"
 	@echo "make diff | deploy | destroy   ENV=<name>, with AWS credentials"
+	@echo "make synth ENV=pipeline        the deployment pipeline and every stage it deploys"
 
 install: $(VENV)/.installed node_modules/.installed
 

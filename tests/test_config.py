@@ -318,7 +318,9 @@ def test_app_reports_bad_configuration_and_exits(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert (
-        "environment file" in result.stderr and "available environments: example" in result.stderr
+        "environment file" in result.stderr
+        and "available environments: dev, example, pipeline, production, regulated, staging"
+        in result.stderr
     )
     assert "Traceback" not in result.stderr
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import App, Environment, RemovalPolicy, Stack, Tags
+from constructs import Construct
 
 from training_platform.config import PlatformConfig
 from training_platform.constructs.logs import retain_function_logs
@@ -46,17 +47,34 @@ def build_platform(
     An unacknowledged nag finding makes ``app.synth()`` raise ``ValidationFailed``.
     """
     app = App(outdir=outdir, context=context)
+    stacks = add_platform(app, config)
+    add_nag_packs(app, config.compliance.packs)
+    return Platform(app=app, **stacks)
+
+
+def add_platform(scope: Construct, config: PlatformConfig) -> dict[str, Any]:
+    """The platform's five stacks for ``config`` under ``scope`` (an app, or a pipeline's
+    stage), tagged and with every function's log retention set; by name (``network``, ...)."""
+    app = scope
     env = (
         Environment(account=config.account, region=config.region)
         if config.account is not None
         else None
     )
+    if config.account is not None and config.network.availability_zones is not None:
+        # What `cdk.context.json` would hold after a lookup: CDK checks a VPC's zones against
+        # the stack's, and without this it asks AWS for them (synth would need credentials).
+        scope.node.set_context(
+            f"availability-zones:account={config.account}:region={config.region}",
+            list(config.network.availability_zones),
+        )
     prefix = config.stack_prefix
     policy = removal_policy(config)
 
     network = NetworkStack(
         app,
         f"{prefix}-Network",
+        stack_name=f"{prefix}-Network",  # the same in a pipeline stage as with make deploy
         description="AI training platform: VPC, endpoints, flow logs, Client VPN and bastion",
         env=env,
         network=config.network,
@@ -69,6 +87,7 @@ def build_platform(
     data_lake = DataLakeStack(
         app,
         f"{prefix}-DataLake",
+        stack_name=f"{prefix}-DataLake",  # the same in a pipeline stage as with make deploy
         description=(
             "AI training platform: KMS keys, S3 buckets, EFS, AWS Backup and the tenant access role"
         ),
@@ -86,6 +105,7 @@ def build_platform(
     training = TrainingStack(
         app,
         f"{prefix}-Training",
+        stack_name=f"{prefix}-Training",  # the same in a pipeline stage as with make deploy
         description=(
             "AI training platform: queues, tables, handlers and roles that run SageMaker jobs"
         ),
@@ -102,6 +122,7 @@ def build_platform(
     portal = PortalStack(
         app,
         f"{prefix}-Portal",
+        stack_name=f"{prefix}-Portal",  # the same in a pipeline stage as with make deploy
         description=(
             "AI training platform: tenants' portal (Cognito, ALB with WAF, Auto Scaling fleet)"
         ),
@@ -119,6 +140,7 @@ def build_platform(
     observability = ObservabilityStack(
         app,
         f"{prefix}-Observability",
+        stack_name=f"{prefix}-Observability",  # the same in a pipeline stage as with make deploy
         description="AI training platform: audit trail, dashboard, alarms and cost budget",
         env=env,
         data_lake=data_lake,
@@ -138,12 +160,10 @@ def build_platform(
     Tags.of(app).add("environment", config.name)
     for key, value in config.tags.items():
         Tags.of(app).add(key, value)
-    add_nag_packs(app, config.compliance.packs)
-    return Platform(
-        app=app,
-        network=network,
-        data_lake=data_lake,
-        training=training,
-        portal=portal,
-        observability=observability,
-    )
+    return {
+        "network": network,
+        "data_lake": data_lake,
+        "training": training,
+        "portal": portal,
+        "observability": observability,
+    }

@@ -68,28 +68,38 @@ class ValidationReport:
 
 
 def load_stacks(assembly: Path) -> list[StackArtifact]:
-    """Every CloudFormation stack in the assembly, sorted by stack name."""
-    manifest = json.loads((assembly / "manifest.json").read_text())
-    artifacts: dict[str, dict[str, Any]] = manifest["artifacts"]
-    stack_ids = {
-        key for key, artifact in artifacts.items() if artifact["type"] == "aws:cloudformation:stack"
-    }
-    stacks = []
-    for artifact_id in stack_ids:
-        artifact = artifacts[artifact_id]
+    """Every CloudFormation stack in the assembly, nested ones (a pipeline's stages) included,
+    sorted by stack name."""
+    stacks: list[StackArtifact] = []
+    for directory, artifact_id, artifact, stack_ids in _stack_artifacts(assembly):
         properties = artifact["properties"]
         stacks.append(
             StackArtifact(
                 artifact_id=artifact_id,
                 name=properties.get("stackName") or artifact.get("displayName") or artifact_id,
                 path=artifact.get("displayName") or artifact_id,
-                template=json.loads((assembly / properties["templateFile"]).read_text()),
+                template=json.loads((directory / properties["templateFile"]).read_text()),
                 dependencies=tuple(
                     sorted(d for d in artifact.get("dependencies", []) if d in stack_ids)
                 ),
             )
         )
-    return sorted(stacks, key=lambda stack: stack.name)
+    return sorted(stacks, key=lambda stack: (stack.path.count("/"), stack.name))
+
+
+def _stack_artifacts(
+    directory: Path,
+) -> list[tuple[Path, str, dict[str, Any], set[str]]]:
+    """(assembly directory, artifact id, artifact, ids of its assembly's stacks) of every stack,
+    descending into nested assemblies (``cdk:cloud-assembly``, one per CDK ``Stage``)."""
+    manifest = json.loads((directory / "manifest.json").read_text())
+    artifacts: dict[str, dict[str, Any]] = manifest["artifacts"]
+    stack_ids = {k for k, a in artifacts.items() if a["type"] == "aws:cloudformation:stack"}
+    found = [(directory, k, artifacts[k], stack_ids) for k in sorted(stack_ids)]
+    for artifact in artifacts.values():
+        if artifact["type"] == "cdk:cloud-assembly":
+            found += _stack_artifacts(directory / artifact["properties"]["directoryName"])
+    return found
 
 
 def stack_of(construct_path: str, stacks: list[StackArtifact]) -> str:

@@ -14,7 +14,6 @@ const { CfnInclude } = require('aws-cdk-lib/cloudformation-include');
 const nag = require('cdk-nag');
 
 const [assembly, ...wanted] = process.argv.slice(2);
-const manifest = JSON.parse(fs.readFileSync(path.join(assembly, 'manifest.json'), 'utf8'));
 // cloudformation-include cannot parse cross-stack references (Fn::ImportValue of a token,
 // Fn::GetStackOutput): they are replaced with an opaque string, which rules treat as they treat
 // any value they cannot see into.
@@ -32,15 +31,24 @@ function withoutCrossStackReferences(value) {
 
 const staging = fs.mkdtempSync(path.join(require('os').tmpdir(), 'nag-templates-'));
 const app = new cdk.App();
-for (const [id, artifact] of Object.entries(manifest.artifacts)) {
-  if (artifact.type !== 'aws:cloudformation:stack') continue;
-  const template = JSON.parse(
-    fs.readFileSync(path.join(assembly, artifact.properties.templateFile), 'utf8'));
-  const templateFile = path.join(staging, `${id}.template.json`);
-  fs.writeFileSync(templateFile, JSON.stringify(withoutCrossStackReferences(template)));
-  const stack = new cdk.Stack(app, id);
-  new CfnInclude(stack, 'Template', { templateFile });
+// Every stack of the assembly and of its nested assemblies (a pipeline's stages), by artifact id.
+function include(directory) {
+  const manifest = JSON.parse(fs.readFileSync(path.join(directory, 'manifest.json'), 'utf8'));
+  for (const [id, artifact] of Object.entries(manifest.artifacts)) {
+    if (artifact.type === 'cdk:cloud-assembly') {
+      include(path.join(directory, artifact.properties.directoryName));
+      continue;
+    }
+    if (artifact.type !== 'aws:cloudformation:stack') continue;
+    const template = JSON.parse(
+      fs.readFileSync(path.join(directory, artifact.properties.templateFile), 'utf8'));
+    const templateFile = path.join(staging, `${id}.template.json`);
+    fs.writeFileSync(templateFile, JSON.stringify(withoutCrossStackReferences(template)));
+    const stack = new cdk.Stack(app, id);
+    new CfnInclude(stack, 'Template', { templateFile });
+  }
 }
+include(assembly);
 
 // The pack classes cdk-nag exports, by the name they report under.
 const packs = {};
