@@ -389,6 +389,7 @@ def platform_matrix(p: Platform) -> list[Case]:
             trust,
         )
     )
+    cases += create_training_job_cases(p, launch)
     # The handlers: what they do for acme's jobs.
     cases += [
         Case(
@@ -463,6 +464,60 @@ def platform_matrix(p: Platform) -> list[Case]:
         ),
     ]
     return cases
+
+
+def create_training_job_cases(p: Platform, launch: Principal) -> list[Case]:
+    """The launch handler creates only network-isolated jobs in the training subnets and
+    security group, with the data key, tagged with a tenant."""
+    [statement] = [
+        s
+        for document in launch.policies
+        for s in document["policy"]["Statement"]
+        if s.get("Action") == "sagemaker:CreateTrainingJob"
+    ]
+    subnets = statement["Condition"]["ForAllValues:StringEquals"]["sagemaker:VpcSubnets"]
+    groups = statement["Condition"]["ForAllValues:StringEquals"]["sagemaker:VpcSecurityGroupIds"]
+    key = statement["Condition"]["ArnEquals"]["sagemaker:VolumeKmsKeyArn"]
+    allowed = {
+        "sagemaker:NetworkIsolation": "true",
+        "sagemaker:VpcSubnets": subnets[:1],
+        "sagemaker:VpcSecurityGroupIds": groups,
+        "sagemaker:VolumeKmsKeyArn": key,
+        "sagemaker:OutputKmsKeyArn": key,
+        "aws:RequestTag/tenant": "acme",
+        "aws:TagKeys": ["tenant", "job"],
+    }
+    job = p.training_job("acme-0001")
+    action = "sagemaker:CreateTrainingJob"
+    return [
+        Case(launch, action, job, ALLOWED, allowed),
+        Case(launch, action, job, DENIED, {**allowed, "sagemaker:NetworkIsolation": "false"}),
+        Case(launch, action, job, DENIED, {**allowed, "sagemaker:VpcSubnets": ["subnet-other"]}),
+        Case(
+            launch,
+            action,
+            job,
+            DENIED,
+            {
+                **allowed,
+                "sagemaker:OutputKmsKeyArn": "arn:aws:kms:eu-west-1:111111111111:key/other",
+            },
+        ),
+        Case(
+            launch,
+            action,
+            job,
+            DENIED,
+            {k: v for k, v in allowed.items() if k != "aws:RequestTag/tenant"},
+        ),
+        Case(
+            launch,
+            action,
+            job,
+            DENIED,
+            {k: v for k, v in allowed.items() if k != "sagemaker:VpcSubnets"},
+        ),
+    ]
 
 
 # --- tests ---------------------------------------------------------------------------------------

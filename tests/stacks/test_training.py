@@ -177,7 +177,7 @@ def test_launch_role_can_create_only_isolated_encrypted_jobs(full: Synthesized) 
     condition = create[0]["Condition"]
     assert create[0]["Action"] == "sagemaker:CreateTrainingJob"
     assert condition["Bool"] == {"sagemaker:NetworkIsolation": "true"}
-    assert set(condition["StringEquals"]) == {"sagemaker:VolumeKmsKey", "sagemaker:OutputKmsKey"}
+    assert set(condition["ArnEquals"]) == {"sagemaker:VolumeKmsKeyArn", "sagemaker:OutputKmsKeyArn"}
     assert set(condition["ForAllValues:StringEquals"]) == {
         "sagemaker:VpcSecurityGroupIds",
         "sagemaker:VpcSubnets",

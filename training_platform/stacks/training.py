@@ -491,7 +491,10 @@ class TrainingStack(Stack):
         )
         training_jobs = _arn("sagemaker", "training-job/*")
         # IAM itself refuses a training job that is not network isolated, outside the training
-        # security group and subnets, or without the data key on its volumes and output.
+        # security group and subnets, or without the data key on its volumes and output. The key
+        # conditions are SageMaker's ...KmsKeyArn keys: CreateTrainingJob no longer lists the
+        # deprecated sagemaker:VolumeKmsKey and sagemaker:OutputKmsKey, and a condition on a key
+        # the request does not carry fails (the IAM simulator refused every job with them).
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="CreateIsolatedTrainingJobsOnly",
@@ -503,9 +506,9 @@ class TrainingStack(Stack):
                         "sagemaker:VpcSecurityGroupIds": [security_group.security_group_id],
                         "sagemaker:VpcSubnets": subnet_ids,
                     },
-                    "StringEquals": {
-                        "sagemaker:VolumeKmsKey": data_lake.data_key.key_arn,
-                        "sagemaker:OutputKmsKey": data_lake.data_key.key_arn,
+                    "ArnEquals": {
+                        "sagemaker:VolumeKmsKeyArn": data_lake.data_key.key_arn,
+                        "sagemaker:OutputKmsKeyArn": data_lake.data_key.key_arn,
                     },
                     "Null": {"sagemaker:VpcSubnets": "false", "aws:RequestTag/tenant": "false"},
                 },
