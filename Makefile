@@ -42,7 +42,9 @@ node_modules/.installed: package.json package-lock.json
 # The Lambda dependencies layer: lambda/requirements.txt installed for the functions' runtime and
 # architecture (Python 3.14, arm64) from PyPI wheels, so synth needs no Docker. Each asset is one
 # reproducible zip (scripts/build_zip.py): CDK fingerprints and stages one file per asset instead
-# of thousands, which is most of what synth used to spend (benchmarks/synth_speed.py).
+# of thousands, which is most of what synth used to spend (benchmarks/synth_speed.py). The layer
+# leaves out pip's console scripts (python/bin): no use in Lambda, and their shebang names this
+# checkout's venv, which would make the asset hash differ from one checkout to another.
 LAYER_ZIP := build/lambda-layer.zip
 PORTAL_WHEELS_STAMP := build/.portal-wheels.stamp
 PORTAL_ZIP := build/portal-bundle.zip
@@ -56,6 +58,7 @@ $(LAYER_ZIP): lambda/requirements.txt scripts/build_zip.py $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --no-compile --disable-pip-version-check \
 	  --platform manylinux2014_aarch64 --implementation cp --python-version 3.14 \
 	  --only-binary=:all: --target build/lambda-layer/python -r lambda/requirements.txt
+	rm -rf build/lambda-layer/python/bin
 	$(BIN)/python scripts/build_zip.py $@ build/lambda-layer/=
 	rm -rf build/lambda-layer
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Synthesized
+from tests.conftest import ROOT, Synthesized
 
 
 def of_type(full: Synthesized, type_: str) -> dict[str, dict[str, Any]]:
@@ -245,3 +245,18 @@ def test_function_assets_hold_only_their_code_and_the_shared_package(full: Synth
 def test_redrive_script_finds_the_dead_letter_queue_outputs(full: Synthesized) -> None:
     outputs = full.raw("Training")["Outputs"]
     assert {"TrainingRequestsDlqArn", "JobEventsDlqArn"} <= set(outputs)
+
+
+def test_the_dependencies_layer_is_reproducible_across_checkouts() -> None:
+    """pip's console scripts carry this checkout's venv path in their shebang; the layer leaves
+    them out so that every checkout builds the same zip (and the same asset hash)."""
+    import zipfile
+
+    from training_platform.constructs.handler import LAYER_ZIP
+
+    with zipfile.ZipFile(LAYER_ZIP) as zf:
+        names = zf.namelist()
+        assert not [n for n in names if n.startswith("python/bin/")]
+        assert "python/aws_lambda_powertools/__init__.py" in names
+        checkout = str(ROOT).encode()
+        assert not [n for n in names if checkout in zf.open(n).read(200)]
