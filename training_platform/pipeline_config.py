@@ -15,6 +15,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from training_platform.config import (
+    _ACCOUNT,
+    _REGION,
     ConfigError,
     EmailAddress,
     PlatformConfig,
@@ -22,8 +24,6 @@ from training_platform.config import (
     load_config,
 )
 
-_ACCOUNT = re.compile(r"^\d{12}$")
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 _CONNECTION_ARN = re.compile(
     r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):(?P<region>[a-z0-9-]+):"
     r"(?P<account>\d{12}):connection/[0-9a-f-]{36}$"

@@ -13,8 +13,6 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -23,6 +21,7 @@ from training_platform.constructs.handler import PlatformFunction
 from training_platform.constructs.logs import LogsKey, encrypted_log_group
 from training_platform.constructs.nag import acknowledge
 from training_platform.constructs.secure_bucket import BucketLifecycle, SecureBucket
+from training_platform.constructs.topics import email_topic
 from training_platform.stacks.data_lake import AUDIT_TRAIL_LOGS_PREFIX, DataLakeStack
 from training_platform.stacks.training import TrainingStack
 
@@ -153,15 +152,13 @@ class ObservabilityStack(Stack):
     # -- notifications -----------------------------------------------------------------------
 
     def _alarm_topic(self, settings: ObservabilitySettings) -> None:
-        self.alarm_topic = sns.Topic(
+        self.alarm_topic = email_topic(
             self,
             "AlarmTopic",
             display_name="AI training platform: operator alarms and budget alerts",
-            master_key=self.key,
-            enforce_ssl=True,
+            key=self.key,
+            emails=settings.alarm_emails,
         )
-        for address in settings.alarm_emails:
-            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(address))
         # CloudWatch alarms and AWS Budgets publish to the encrypted topic.
         for service in ("cloudwatch.amazonaws.com", "budgets.amazonaws.com"):
             self.key.add_to_resource_policy(

@@ -25,14 +25,13 @@ from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from training_platform.config import PlatformConfig
 from training_platform.constructs.logs import encrypted_log_group
 from training_platform.constructs.nag import acknowledge, acknowledge_findings
 from training_platform.constructs.secure_bucket import BucketLifecycle, SecureBucket
+from training_platform.constructs.topics import email_topic
 from training_platform.pipeline_config import PipelineConfig
 from training_platform.platform_app import add_platform
 
@@ -162,15 +161,13 @@ class PipelineStack(Stack):
         assert isinstance(pipeline_resource, CfnResource)
         pipeline_resource.add_metadata("cfn-lint", {"config": {"ignore_checks": ["E3703"]}})
 
-        self.topic = sns.Topic(
+        self.topic = email_topic(
             self,
             "Notifications",
             display_name="AI training platform: deployment pipeline",
-            master_key=self.key,
-            enforce_ssl=True,
+            key=self.key,
+            emails=settings.notification_emails,
         )
-        for address in settings.notification_emails:
-            self.topic.add_subscription(subscriptions.EmailSubscription(address))
         self.key.grant_encrypt_decrypt(iam.ServicePrincipal("codestar-notifications.amazonaws.com"))
         self.code_pipeline.notify_on(
             "FailuresAndApprovals",
