@@ -132,7 +132,9 @@ def one_round(runs: int, validation: bool, work: Path) -> tuple[float, float]:
     plain = work / "plain"
     plain.mkdir(exist_ok=True)
     (plain / "app.py").write_text(PLAIN_APP)
-    (plain / "cdk.json").write_text(json.dumps({"app": "python3 app.py"}))
+    # The same feature flags as the project (cdk.json's context): the same library behaviour.
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    (plain / "cdk.json").write_text(json.dumps({"app": "python3 app.py", "context": context}))
     (plain / "cdk.context.json").write_text("{}")
     env_plain = {**env, "PLAIN_STACKS": "1"}
     cdk_synth("python3 app.py", plain / "cdk.out", cwd=plain, env=env_plain)
