@@ -504,10 +504,12 @@ def test_capacity_out_of_range(setting: str, value: int) -> None:
     assert f"(got {value})" in message
 
 
-def test_min_capacity_above_max_capacity() -> None:
-    message = error_of(portal(min_capacity=5, max_capacity=3))
+@pytest.mark.parametrize(("low", "high"), [(5, 3), (2, 2)])
+def test_min_capacity_not_below_max_capacity(low: int, high: int) -> None:
+    message = error_of(portal(min_capacity=low, max_capacity=high))
     assert (
-        "portal: min_capacity 5 is above max_capacity 3; allowed: min_capacity <= max_capacity"
+        f"portal: min_capacity {low} is not below max_capacity {high}; allowed: min_capacity < "
+        "max_capacity (target tracking scales between them)"
     ) in message
 
 

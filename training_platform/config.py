@@ -327,10 +327,13 @@ class PortalSettings(_Settings):
 
     @model_validator(mode="after")
     def _capacity(self) -> PortalSettings:
-        if self.min_capacity > self.max_capacity:
+        # Target tracking (portal.target_cpu_percent) needs room to scale: CloudFormation
+        # refuses a scaling policy on a group whose MaxSize is not above its MinSize.
+        if self.min_capacity >= self.max_capacity:
             raise ValueError(
-                f"min_capacity {self.min_capacity} is above max_capacity {self.max_capacity}; "
-                "allowed: min_capacity <= max_capacity"
+                f"min_capacity {self.min_capacity} is not below max_capacity "
+                f"{self.max_capacity}; allowed: min_capacity < max_capacity (target tracking "
+                "scales between them)"
             )
         return self
 
