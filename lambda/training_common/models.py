@@ -20,6 +20,13 @@ from .ids import (
     utc_now,
 )
 from .status import JobStatus
+from .tuning import (
+    BestTrainingJob,
+    TunableHyperparameter,
+    TuningProgress,
+    TuningSpec,
+    tuning_job_name,
+)
 
 INSTANCE_TYPE_PATTERN = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
 MAX_RUNTIME_LIMIT_SECONDS = 28 * 24 * 3600
@@ -52,6 +59,8 @@ class Tenant(_Record):
         default_factory=list, description="Empty means the whole catalog."
     )
     max_runtime_seconds: int = Field(ge=1, le=MAX_RUNTIME_LIMIT_SECONDS)
+    max_tuning_training_jobs: int = Field(default=50, ge=0, le=500)
+    """The most training jobs one tuning job of the tenant may run in all (0: no tuning)."""
     notification_email: str | None = None
     created_at: UtcDatetime = Field(default_factory=utc_now)
 
@@ -85,6 +94,36 @@ class CatalogEntry(BaseModel):
     )
     supports_spot: bool = False
     input_content_type: str = "application/octet-stream"
+    tunable_hyperparameters: list[TunableHyperparameter] = Field(
+        default_factory=list, description="Empty means the algorithm can't be tuned."
+    )
+    objective_metrics: list[str] = Field(
+        default_factory=list,
+        description="Metric names a tuning job may optimise (each one of metric_definitions); "
+        "empty means any metric of metric_definitions.",
+    )
+
+    def tunable(self, name: str) -> TunableHyperparameter | None:
+        """The tunable hyperparameter called ``name``, or None."""
+        return next((item for item in self.tunable_hyperparameters if item.name == name), None)
+
+    @property
+    def tuning_objectives(self) -> list[str]:
+        """The metrics a tuning job of this algorithm may optimise."""
+        defined = [metric.name for metric in self.metric_definitions]
+        return [name for name in self.objective_metrics if name in defined] or defined
+
+    @property
+    def can_tune(self) -> bool:
+        """True when the catalog lists tunable hyperparameters and at least one metric."""
+        return bool(self.tunable_hyperparameters and self.tuning_objectives)
+
+
+class JobKind(StrEnum):
+    """What a job record describes: one training job, or a tuning job and its training jobs."""
+
+    TRAINING = "training"
+    TUNING = "tuning"
 
 
 class TrainingRequest(BaseModel):
@@ -107,6 +146,8 @@ class TrainingRequest(BaseModel):
     use_spot: bool = False
     submitted_by: str = Field(min_length=1, max_length=256)
     submitted_at: UtcDatetime
+    tuning: TuningSpec | None = None
+    """Present for a hyperparameter tuning job; ``hyperparameters`` are then the static ones."""
 
     @model_validator(mode="after")
     def _job_id_belongs_to_tenant(self) -> Self:
@@ -115,7 +156,23 @@ class TrainingRequest(BaseModel):
         for key, value in self.hyperparameters.items():
             if not 0 < len(key) <= 256 or len(value) > 2500:
                 raise ValueError(f"hyperparameter {key[:40]!r} is too long or empty")
+        if self.tuning is not None:
+            both = sorted(set(self.hyperparameters) & {r.name for r in self.tuning.ranges})
+            if both:
+                raise ValueError(
+                    f"hyperparameters {', '.join(both)} are both static and tuned: keep one"
+                )
         return self
+
+    @property
+    def kind(self) -> JobKind:
+        """Training or tuning."""
+        return JobKind.TRAINING if self.tuning is None else JobKind.TUNING
+
+    @property
+    def slots(self) -> int:
+        """Running-jobs slots the job can occupy at once (a tuning job: its parallel jobs)."""
+        return 1 if self.tuning is None else self.tuning.slots
 
     def to_message_body(self) -> str:
         """The JSON body to send to the training-requests queue."""
@@ -139,8 +196,30 @@ class FinalMetric(BaseModel):
     value: float
 
 
+class MetricPoint(BaseModel):
+    """One value of a training metric, as SageMaker reported it to CloudWatch."""
+
+    at: UtcDatetime
+    value: float
+
+
+class MetricSeries(BaseModel):
+    """A training metric over time (at most :data:`MAX_METRIC_POINTS` points, oldest first)."""
+
+    name: str
+    points: list[MetricPoint] = Field(default_factory=list)
+
+
+MAX_METRIC_POINTS = 240
+"""Points kept per metric on a job record (DynamoDB items hold at most 400 KB)."""
+
+
 class Job(_Record):
-    """A job's record in ``JOBS_TABLE`` (key: ``tenant_id``, ``job_id``)."""
+    """A job's record in ``JOBS_TABLE`` (key: ``tenant_id``, ``job_id``).
+
+    ``kind`` says whether it is one training job (SageMaker name = job id) or a tuning job
+    (SageMaker name = ``tuning_job_name``, see :func:`training_common.tuning_job_name`).
+    """
 
     tenant_id: str = Field(pattern=TENANT_ID_PATTERN)
     job_id: str
@@ -164,12 +243,33 @@ class Job(_Record):
     model_artifact_key: str | None = None
     last_event_time: UtcDatetime | None = None
     launch_attempts: int = 0
+    kind: JobKind = JobKind.TRAINING
+    tuning: TuningSpec | None = None
+    tuning_job_name: str | None = None
+    tuning_job_arn: str | None = None
+    tuning_progress: TuningProgress | None = None
+    best_training_job: BestTrainingJob | None = None
+    metric_series: list[MetricSeries] = Field(default_factory=list)
+    """A training job's metrics over time (refreshed by the job-events handler)."""
+
+    @property
+    def sagemaker_name(self) -> str:
+        """The SageMaker resource's name: the job id, or the tuning job's name."""
+        return self.tuning_job_name or self.job_id
+
+    @property
+    def slots(self) -> int:
+        """Running-jobs slots the job can occupy at once (a tuning job: its parallel jobs)."""
+        return 1 if self.tuning is None else self.tuning.slots
 
     @classmethod
     def from_request(cls, request: TrainingRequest) -> Job:
         """The QUEUED record the portal writes before it sends ``request`` to the queue."""
         now = utc_now()
         return cls(
+            kind=request.kind,
+            tuning=request.tuning,
+            tuning_job_name=None if request.tuning is None else tuning_job_name(request.job_id),
             tenant_id=request.tenant_id,
             job_id=request.job_id,
             algorithm_id=request.algorithm_id,
@@ -200,6 +300,9 @@ class JobStateUpdate(BaseModel):
     billable_seconds: int | None = None
     final_metrics: list[FinalMetric] = Field(default_factory=list)
     model_artifact_key: str | None = None
+    tuning_job_arn: str | None = None
+    tuning_progress: TuningProgress | None = None
+    best_training_job: BestTrainingJob | None = None
 
 
 class Notification(_Record):
@@ -218,6 +321,8 @@ class Notification(_Record):
     created_at: UtcDatetime
     read: bool = False
     published: bool = False
+    model_status: str | None = None
+    """Set on a model registry notification: the version's new approval status."""
 
     @staticmethod
     def make_id(created_at: str, job_id: str) -> str:
@@ -244,12 +349,16 @@ def to_dynamo_value(value: Any) -> Any:
 
 __all__ = [
     "INSTANCE_TYPE_PATTERN",
+    "MAX_METRIC_POINTS",
     "MAX_RUNTIME_LIMIT_SECONDS",
     "CatalogEntry",
     "FinalMetric",
     "Job",
+    "JobKind",
     "JobStateUpdate",
     "MetricDefinition",
+    "MetricPoint",
+    "MetricSeries",
     "Notification",
     "StatusChange",
     "Tenant",

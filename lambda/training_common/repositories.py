@@ -8,11 +8,14 @@ None), not an exception.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import boto3
 from boto3.dynamodb.conditions import Attr, Key
@@ -22,31 +25,122 @@ from pydantic import ValidationError
 from .ids import ALGORITHM_ID_PATTERN, iso_utc, utc_now
 from .keys import catalog_key
 from .models import (
+    MAX_METRIC_POINTS,
     CatalogEntry,
     Job,
     JobStateUpdate,
+    MetricSeries,
     Notification,
     StatusChange,
     Tenant,
     to_dynamo_value,
     to_item,
 )
+from .registry import ApprovalDecision, ModelApprovalStatus, ModelVersion
 from .sessions import new_session
 from .status import RUNNING_STATUSES, JobStatus, allowed_predecessors
+from .tuning import Trial
 
 JOBS_BY_CREATED_AT_INDEX = "ByCreatedAt"
+TRIALS_BY_OBJECTIVE_INDEX = "ByObjective"
+MAX_PAGE_SIZE = 100
+"""The most items one page of a listing returns."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing and the opaque token of the next one (None on the last page)."""
+
+    items: list[T] = field(default_factory=list)
+    next_token: str | None = None
+
+
+class PageTokenError(ValueError):
+    """A continuation token that this listing did not hand out (tampered, another tenant's)."""
+
+
+def encode_page_token(last_evaluated_key: dict[str, Any] | None) -> str | None:
+    """DynamoDB's ``LastEvaluatedKey`` as an opaque URL-safe token (None stays None)."""
+    if not last_evaluated_key:
+        return None
+    data = json.dumps(last_evaluated_key, sort_keys=True, separators=(",", ":"), default=str)
+    return base64.urlsafe_b64encode(data.encode()).decode().rstrip("=")
+
+
+def decode_page_token(
+    token: str | None, *, tenant_id: str, attributes: Iterable[str]
+) -> dict[str, str] | None:
+    """The ``ExclusiveStartKey`` a token stands for; PageTokenError unless it is a key of
+    ``tenant_id``'s partition made of exactly ``attributes`` (all strings).
+
+    The check keeps a query on the caller's own partition whatever the token says; the tenant
+    role's ``dynamodb:LeadingKeys`` condition would refuse another tenant's key anyway.
+    """
+    if not token:
+        return None
+    if len(token) > 2048:
+        raise PageTokenError("the page token is too long")
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise PageTokenError("the page token is not one this portal handed out") from None
+    expected = set(attributes) | {"tenant_id"}
+    if (
+        not isinstance(data, dict)
+        or set(data) != expected
+        or not all(isinstance(value, str) for value in data.values())
+        or data["tenant_id"] != tenant_id
+    ):
+        raise PageTokenError("the page token is not one this portal handed out")
+    return data
+
+
+def _page(
+    table: DynamoTable,
+    parse: Callable[[dict[str, Any]], T],
+    *,
+    limit: int,
+    token: str | None,
+    tenant_id: str,
+    key_attributes: Iterable[str],
+    **query: Any,
+) -> Page[T]:
+    """One page of ``table.query(**query)`` of at most ``limit`` items (capped at
+    :data:`MAX_PAGE_SIZE`), resuming after ``token``."""
+    start = decode_page_token(token, tenant_id=tenant_id, attributes=key_attributes)
+    query["Limit"] = max(1, min(limit, MAX_PAGE_SIZE))
+    if start is not None:
+        query["ExclusiveStartKey"] = start
+    response = table.query(**query)
+    return Page(
+        [parse(item) for item in response.get("Items", [])],
+        encode_page_token(response.get("LastEvaluatedKey")),
+    )
+
 
 DynamoTable = Any
 """A ``boto3.resource("dynamodb").Table(...)`` object."""
 
 
-def create_tables(dynamodb: Any, *, tenants: str, jobs: str, notifications: str) -> None:
-    """Create the three tables with the contract's key schemas (on-demand), for moto and the
-    local portal; the Training stack declares the same keys for AWS.
+def create_tables(
+    dynamodb: Any,
+    *,
+    tenants: str,
+    jobs: str,
+    notifications: str,
+    trials: str | None = None,
+    models: str | None = None,
+) -> None:
+    """Create the platform's tables with the contract's key schemas (on-demand), for moto and
+    the local portal; the Training stack declares the same keys for AWS.
 
     ``dynamodb`` is a boto3 DynamoDB client. Tenants: ``tenant_id``; jobs: ``tenant_id`` +
     ``job_id`` with the ``ByCreatedAt`` index (``tenant_id`` + ``created_at``); notifications:
-    ``tenant_id`` + ``notification_id``.
+    ``tenant_id`` + ``notification_id``; trials (when named): ``tenant_id`` + ``trial_id`` with
+    the ``ByObjective`` local index (``tenant_id`` + ``objective_key``); models (when named):
+    ``tenant_id`` + ``job_id``.
     """
     newest_first: dict[str, Any] = {
         "IndexName": JOBS_BY_CREATED_AT_INDEX,
@@ -56,17 +150,33 @@ def create_tables(dynamodb: Any, *, tenants: str, jobs: str, notifications: str)
         ],
         "Projection": {"ProjectionType": "ALL"},
     }
-    tables: list[tuple[str, str | None, list[dict[str, Any]]]] = [
-        (tenants, None, []),
-        (jobs, "job_id", [newest_first]),
-        (notifications, "notification_id", []),
+    by_objective: dict[str, Any] = {
+        "IndexName": TRIALS_BY_OBJECTIVE_INDEX,
+        "KeySchema": [
+            {"AttributeName": "tenant_id", "KeyType": "HASH"},
+            {"AttributeName": "objective_key", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+    tables: list[tuple[str, str | None, list[dict[str, Any]], list[dict[str, Any]]]] = [
+        (tenants, None, [], []),
+        (jobs, "job_id", [newest_first], []),
+        (notifications, "notification_id", [], []),
     ]
-    for name, sort_key, indexes in tables:
+    if trials:
+        tables.append((trials, "trial_id", [], [by_objective]))
+    if models:
+        tables.append((models, "job_id", [], []))
+    for name, sort_key, indexes, local_indexes in tables:
         keys = [("tenant_id", "HASH")] + ([(sort_key, "RANGE")] if sort_key else [])
         attributes = {key for key, _ in keys} | {
-            part["AttributeName"] for index in indexes for part in index["KeySchema"]
+            part["AttributeName"]
+            for index in [*indexes, *local_indexes]
+            for part in index["KeySchema"]
         }
         extra: dict[str, Any] = {"GlobalSecondaryIndexes": indexes} if indexes else {}
+        if local_indexes:
+            extra["LocalSecondaryIndexes"] = local_indexes
         dynamodb.create_table(
             TableName=name,
             KeySchema=[{"AttributeName": key, "KeyType": kind} for key, kind in keys],
@@ -167,18 +277,39 @@ class JobRepository:
         )
         return [Job.model_validate(item) for item in page.get("Items", [])]
 
-    def count_running(self, tenant_id: str) -> int:
-        """How many of the tenant's jobs are STARTING, IN_PROGRESS or STOPPING."""
-        statuses = sorted(status.value for status in RUNNING_STATUSES)
-        return sum(
-            int(page.get("Count", 0))
-            for page in _query_all(
-                self.table,
-                KeyConditionExpression=Key("tenant_id").eq(tenant_id),
-                FilterExpression=Attr("status").is_in(statuses),
-                Select="COUNT",
-            )
+    def list_page(self, tenant_id: str, *, limit: int = 50, token: str | None = None) -> Page[Job]:
+        """One page of the tenant's jobs, newest first (``ByCreatedAt`` index)."""
+        return _page(
+            self.table,
+            Job.model_validate,
+            limit=limit,
+            token=token,
+            tenant_id=tenant_id,
+            key_attributes=("job_id", "created_at"),
+            IndexName=JOBS_BY_CREATED_AT_INDEX,
+            KeyConditionExpression=Key("tenant_id").eq(tenant_id),
+            ScanIndexForward=False,
         )
+
+    def count_running(self, tenant_id: str) -> int:
+        """Running-jobs slots the tenant's jobs in STARTING, IN_PROGRESS or STOPPING occupy:
+        one per training job, ``max_parallel_training_jobs`` per tuning job."""
+        statuses = sorted(status.value for status in RUNNING_STATUSES)
+        slots = 0
+        for page in _query_all(
+            self.table,
+            KeyConditionExpression=Key("tenant_id").eq(tenant_id),
+            FilterExpression=Attr("status").is_in(statuses),
+            ProjectionExpression="#tuning.#parallel",
+            ExpressionAttributeNames={
+                "#tuning": "tuning",
+                "#parallel": "max_parallel_training_jobs",
+            },
+        ):
+            for item in page.get("Items", []):
+                tuning = item.get("tuning") or {}
+                slots += int(tuning.get("max_parallel_training_jobs", 1))
+        return slots
 
     def transition(
         self,
@@ -249,6 +380,13 @@ class JobRepository:
             "billable_seconds": update.billable_seconds,
             "model_artifact_key": update.model_artifact_key,
             "final_metrics": [m.model_dump() for m in update.final_metrics] or None,
+            "tuning_job_arn": update.tuning_job_arn,
+            "tuning_progress": None
+            if update.tuning_progress is None
+            else update.tuning_progress.model_dump(mode="json"),
+            "best_training_job": None
+            if update.best_training_job is None
+            else update.best_training_job.model_dump(mode="json", exclude_none=True),
         }
         values.update({key: value for key, value in optional.items() if value is not None})
         entry = StatusChange(
@@ -260,6 +398,26 @@ class JobRepository:
         return self._update(
             tenant_id, job_id, values, entry, allowed_predecessors(update.status), newer
         )
+
+    def set_metric_series(self, tenant_id: str, job_id: str, series: list[MetricSeries]) -> bool:
+        """Replace the job's metrics over time (each series cut to its newest points)."""
+        kept = [
+            item.model_copy(update={"points": item.points[-MAX_METRIC_POINTS:]}) for item in series
+        ]
+        try:
+            self.table.update_item(
+                Key={"tenant_id": tenant_id, "job_id": job_id},
+                UpdateExpression="SET metric_series = :series",
+                ConditionExpression=Attr("job_id").exists(),
+                ExpressionAttributeValues={
+                    ":series": to_dynamo_value([item.model_dump(mode="json") for item in kept])
+                },
+            )
+        except ClientError as error:
+            if is_conditional_check_failure(error):
+                return False
+            raise
+        return True
 
     def _update(
         self,
@@ -354,6 +512,21 @@ class NotificationRepository:
             ExpressionAttributeValues={":true": True},
         )
 
+    def list_page(
+        self, tenant_id: str, *, limit: int = 50, token: str | None = None
+    ) -> Page[Notification]:
+        """One page of the tenant's notifications, newest first."""
+        return _page(
+            self.table,
+            Notification.model_validate,
+            limit=limit,
+            token=token,
+            tenant_id=tenant_id,
+            key_attributes=("notification_id",),
+            KeyConditionExpression=Key("tenant_id").eq(tenant_id),
+            ScanIndexForward=False,
+        )
+
     def list_for_tenant(self, tenant_id: str, limit: int = 50) -> list[Notification]:
         """The tenant's most recent notifications, newest first."""
         page = self.table.query(
@@ -362,6 +535,204 @@ class NotificationRepository:
             Limit=limit,
         )
         return [Notification.model_validate(item) for item in page.get("Items", [])]
+
+
+class TrialRepository:
+    """``TRIALS_TABLE``: the training jobs of each tuning job (see :class:`Trial`)."""
+
+    def __init__(self, table: DynamoTable) -> None:
+        self.table = table
+
+    @classmethod
+    def from_table_name(cls, name: str, session: boto3.Session | None = None) -> TrialRepository:
+        """A repository over the table called ``name``."""
+        return cls(_table(name, session))
+
+    def apply(self, trial: Trial) -> bool:
+        """Write ``trial`` unless the stored one is as new or newer (``last_event_time``):
+        duplicate and out-of-order events change nothing. True when written."""
+        newer = Attr("last_event_time").not_exists() | Attr("last_event_time").lt(
+            iso_utc(trial.last_event_time)
+        )
+        try:
+            self.table.put_item(Item=to_item(trial), ConditionExpression=newer)
+        except ClientError as error:
+            if is_conditional_check_failure(error):
+                return False
+            raise
+        return True
+
+    def get(self, tenant_id: str, job_id: str, training_job_name: str) -> Trial | None:
+        """One trial, or None."""
+        item = self.table.get_item(
+            Key={"tenant_id": tenant_id, "trial_id": Trial.make_id(job_id, training_job_name)},
+            ConsistentRead=True,
+        ).get("Item")
+        return None if item is None else Trial.model_validate(item)
+
+    def best_first(
+        self, tenant_id: str, job_id: str, *, limit: int = 50, token: str | None = None
+    ) -> Page[Trial]:
+        """One page of a tuning job's trials, best objective first (``ByObjective`` index)."""
+        return _page(
+            self.table,
+            Trial.model_validate,
+            limit=limit,
+            token=token,
+            tenant_id=tenant_id,
+            key_attributes=("trial_id", "objective_key"),
+            IndexName=TRIALS_BY_OBJECTIVE_INDEX,
+            KeyConditionExpression=Key("tenant_id").eq(tenant_id)
+            & Key("objective_key").begins_with(f"{job_id}#"),
+        )
+
+    def in_launch_order(
+        self, tenant_id: str, job_id: str, *, limit: int = 50, token: str | None = None
+    ) -> Page[Trial]:
+        """One page of a tuning job's trials in the order SageMaker started them."""
+        return _page(
+            self.table,
+            Trial.model_validate,
+            limit=limit,
+            token=token,
+            tenant_id=tenant_id,
+            key_attributes=("trial_id",),
+            KeyConditionExpression=Key("tenant_id").eq(tenant_id)
+            & Key("trial_id").begins_with(f"{job_id}#"),
+        )
+
+
+class ModelRepository:
+    """``MODELS_TABLE``: the tenant's registered model versions (see :class:`ModelVersion`)."""
+
+    def __init__(self, table: DynamoTable) -> None:
+        self.table = table
+
+    @classmethod
+    def from_table_name(cls, name: str, session: boto3.Session | None = None) -> ModelRepository:
+        """A repository over the table called ``name``."""
+        return cls(_table(name, session))
+
+    def get(self, tenant_id: str, job_id: str) -> ModelVersion | None:
+        """The model version registered for a job, or None."""
+        item = self.table.get_item(
+            Key={"tenant_id": tenant_id, "job_id": job_id}, ConsistentRead=True
+        ).get("Item")
+        return None if item is None else ModelVersion.model_validate(item)
+
+    def put_if_absent(self, model: ModelVersion) -> tuple[ModelVersion, bool]:
+        """Write ``model`` unless the job already has one; (the stored one, created?)."""
+        try:
+            self.table.put_item(
+                Item=to_item(model), ConditionExpression=Attr("job_id").not_exists()
+            )
+        except ClientError as error:
+            if not is_conditional_check_failure(error):
+                raise
+            existing = self.get(model.tenant_id, model.job_id)
+            if existing is None:
+                raise
+            return existing, False
+        return model, True
+
+    def set_registered(
+        self, tenant_id: str, job_id: str, *, arn: str, version: int | None
+    ) -> ModelVersion | None:
+        """Record the model package SageMaker created and move REGISTERING to pending approval;
+        a status that a state-change event already wrote stays. None when there is no record."""
+        values: dict[str, Any] = {":arn": arn, ":now": iso_utc(utc_now())}
+        expression = "SET model_package_arn = :arn, updated_at = :now"
+        if version is not None:
+            expression += ", model_version = :version"
+            values[":version"] = version
+        try:
+            self.table.update_item(
+                Key={"tenant_id": tenant_id, "job_id": job_id},
+                UpdateExpression=expression,
+                ConditionExpression=Attr("job_id").exists(),
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if is_conditional_check_failure(error):
+                return None
+            raise
+        try:
+            self.table.update_item(
+                Key={"tenant_id": tenant_id, "job_id": job_id},
+                UpdateExpression="SET approval_status = :pending",
+                ConditionExpression=Attr("approval_status").eq(
+                    ModelApprovalStatus.REGISTERING.value
+                ),
+                ExpressionAttributeValues={":pending": ModelApprovalStatus.PENDING.value},
+            )
+        except ClientError as error:
+            if not is_conditional_check_failure(error):
+                raise
+        return self.get(tenant_id, job_id)
+
+    def record_decision(self, tenant_id: str, job_id: str, decision: ApprovalDecision) -> bool:
+        """Append the tenant's decision (the portal, with the tenant's credentials); False when
+        the version is not registered yet or does not exist."""
+        try:
+            self.table.update_item(
+                Key={"tenant_id": tenant_id, "job_id": job_id},
+                UpdateExpression="SET decisions = list_append(if_not_exists(decisions, :empty), "
+                ":decision), updated_at = :now",
+                ConditionExpression=Attr("job_id").exists()
+                & Attr("approval_status").ne(ModelApprovalStatus.REGISTERING.value),
+                ExpressionAttributeValues={
+                    ":decision": [to_item(decision)],
+                    ":empty": [],
+                    ":now": iso_utc(utc_now()),
+                },
+            )
+        except ClientError as error:
+            if is_conditional_check_failure(error):
+                return False
+            raise
+        return True
+
+    def apply_status_event(
+        self, tenant_id: str, job_id: str, status: ModelApprovalStatus, event_time: Any
+    ) -> ModelVersion | None:
+        """Apply a "Model Package State Change" event: the new approval status, if the event is
+        newer than the last one applied. The updated record, or None (stale, duplicate, unknown).
+        """
+        at = iso_utc(event_time)
+        try:
+            response = self.table.update_item(
+                Key={"tenant_id": tenant_id, "job_id": job_id},
+                UpdateExpression="SET approval_status = :status, last_event_time = :at, "
+                "updated_at = :now",
+                ConditionExpression=Attr("job_id").exists()
+                & (Attr("last_event_time").not_exists() | Attr("last_event_time").lt(at)),
+                ExpressionAttributeValues={
+                    ":status": status.value,
+                    ":at": at,
+                    ":now": iso_utc(utc_now()),
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if is_conditional_check_failure(error):
+                return None
+            raise
+        return ModelVersion.model_validate(response["Attributes"])
+
+    def list_page(
+        self, tenant_id: str, *, limit: int = 50, token: str | None = None
+    ) -> Page[ModelVersion]:
+        """One page of the tenant's model versions, newest job first."""
+        return _page(
+            self.table,
+            ModelVersion.model_validate,
+            limit=limit,
+            token=token,
+            tenant_id=tenant_id,
+            key_attributes=("job_id",),
+            KeyConditionExpression=Key("tenant_id").eq(tenant_id),
+            ScanIndexForward=False,
+        )
 
 
 class CatalogRepository:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from .keys import datasets_prefix, is_tenant_dataset_key
 from .models import CatalogEntry, Tenant, TenantStatus, TrainingRequest
 from .repositories import CatalogRepository, JobRepository, TenantRepository
+from .tuning import ParameterRange, ParameterType, TunableHyperparameter, TuningSpec
 
 
 class ProblemCode(StrEnum):
@@ -34,6 +35,13 @@ class ProblemCode(StrEnum):
     DATASET_OUTSIDE_TENANT = "DATASET_OUTSIDE_TENANT"
     HYPERPARAMETER_RESERVED = "HYPERPARAMETER_RESERVED"
     RUNNING_JOBS_LIMIT = "RUNNING_JOBS_LIMIT"
+    PARALLEL_JOBS_TOO_HIGH = "PARALLEL_JOBS_TOO_HIGH"
+    TUNING_NOT_SUPPORTED = "TUNING_NOT_SUPPORTED"
+    TUNING_JOBS_TOO_MANY = "TUNING_JOBS_TOO_MANY"
+    OBJECTIVE_UNKNOWN = "OBJECTIVE_UNKNOWN"
+    RANGE_NOT_TUNABLE = "RANGE_NOT_TUNABLE"
+    RANGE_TYPE_MISMATCH = "RANGE_TYPE_MISMATCH"
+    RANGE_OUT_OF_BOUNDS = "RANGE_OUT_OF_BOUNDS"
 
 
 RESERVED_PREFIX = "sagemaker_"
@@ -88,8 +96,10 @@ def validate_request(
     """Check ``request`` against its tenant's record and quota and the catalog.
 
     ``tenant`` and ``algorithm`` are None when the tables hold no such record; ``running_jobs`` is
-    the tenant's number of jobs in STARTING, IN_PROGRESS or STOPPING (excluding this request's
-    job). Pure: no I/O. All problems are reported, not just the first.
+    the number of running-jobs slots the tenant's jobs in STARTING, IN_PROGRESS or STOPPING
+    occupy (excluding this request's job): one per training job, ``max_parallel_training_jobs``
+    per tuning job. The request needs :attr:`TrainingRequest.slots` more. Pure: no I/O. All
+    problems are reported, not just the first.
     """
     if tenant is None or tenant.tenant_id != request.tenant_id:
         return ValidationResult(
@@ -152,7 +162,23 @@ def validate_request(
                 f"allows at most {tenant.max_runtime_seconds} s.",
             )
         )
-    if running_jobs >= tenant.max_running_jobs:
+    if request.tuning is not None:
+        problems.extend(_tuning_problems(request.tuning, tenant, algorithm))
+    problems.extend(_slot_problems(request, tenant, running_jobs))
+    return ValidationResult(tuple(problems))
+
+
+def _slot_problems(request: TrainingRequest, tenant: Tenant, running_jobs: int) -> list[Problem]:
+    problems: list[Problem] = []
+    if request.slots > 1 and request.slots > tenant.max_running_jobs:
+        problems.append(
+            Problem(
+                ProblemCode.PARALLEL_JOBS_TOO_HIGH,
+                f"{request.slots} parallel training jobs requested; your quota allows at most "
+                f"{tenant.max_running_jobs} running at once.",
+            )
+        )
+    elif request.slots == 1 and running_jobs >= tenant.max_running_jobs:
         problems.append(
             Problem(
                 ProblemCode.RUNNING_JOBS_LIMIT,
@@ -160,7 +186,79 @@ def validate_request(
                 f"({tenant.max_running_jobs}); the job will start when one finishes.",
             )
         )
-    return ValidationResult(tuple(problems))
+    elif running_jobs + request.slots > tenant.max_running_jobs:
+        problems.append(
+            Problem(
+                ProblemCode.RUNNING_JOBS_LIMIT,
+                f"Your running jobs take {running_jobs} of the {tenant.max_running_jobs} slots "
+                f"your quota allows and this tuning job runs up to {request.slots} training jobs "
+                "at once; it will start when enough have finished.",
+            )
+        )
+    return problems
+
+
+def _tuning_problems(
+    tuning: TuningSpec, tenant: Tenant, algorithm: CatalogEntry | None
+) -> Iterable[Problem]:
+    if tuning.max_training_jobs > tenant.max_tuning_training_jobs:
+        yield Problem(
+            ProblemCode.TUNING_JOBS_TOO_MANY,
+            f"{tuning.max_training_jobs} training jobs requested for the tuning job; your quota "
+            f"allows at most {tenant.max_tuning_training_jobs}.",
+        )
+    if algorithm is None:
+        return  # ALGORITHM_UNKNOWN already says it
+    if not algorithm.can_tune:
+        yield Problem(
+            ProblemCode.TUNING_NOT_SUPPORTED,
+            f"Algorithm '{algorithm.id}' lists no tunable hyperparameters or metrics in the "
+            "catalog, so it can't be tuned; submit a training job instead.",
+        )
+        return
+    if tuning.objective_metric not in algorithm.tuning_objectives:
+        yield Problem(
+            ProblemCode.OBJECTIVE_UNKNOWN,
+            f"'{tuning.objective_metric}' is not a metric algorithm '{algorithm.id}' reports; "
+            f"choose one of {_listing(algorithm.tuning_objectives)}.",
+        )
+    for item in tuning.ranges:
+        allowed = algorithm.tunable(item.name)
+        if allowed is None:
+            yield Problem(
+                ProblemCode.RANGE_NOT_TUNABLE,
+                f"Hyperparameter '{item.name}' can't be tuned for '{algorithm.id}'; tunable: "
+                f"{_listing(h.name for h in algorithm.tunable_hyperparameters)}.",
+            )
+            continue
+        yield from _range_problems(item, allowed)
+
+
+def _range_problems(item: ParameterRange, allowed: TunableHyperparameter) -> Iterable[Problem]:
+    if item.type != allowed.type:
+        yield Problem(
+            ProblemCode.RANGE_TYPE_MISMATCH,
+            f"Hyperparameter '{item.name}' is {allowed.type.value.lower()}, not "
+            f"{item.type.value.lower()}.",
+        )
+        return
+    if item.type == ParameterType.CATEGORICAL:
+        unknown = sorted(set(item.values) - set(allowed.values))
+        if unknown:
+            yield Problem(
+                ProblemCode.RANGE_OUT_OF_BOUNDS,
+                f"Hyperparameter '{item.name}' can't take {', '.join(unknown)}; allowed: "
+                f"{_listing(allowed.values)}.",
+            )
+        return
+    assert item.min_value is not None and item.max_value is not None
+    assert allowed.min_value is not None and allowed.max_value is not None
+    if item.min_value < allowed.min_value or item.max_value > allowed.max_value:
+        yield Problem(
+            ProblemCode.RANGE_OUT_OF_BOUNDS,
+            f"The range of '{item.name}' ({item.min_value:g} to {item.max_value:g}) leaves the "
+            f"allowed {allowed.min_value:g} to {allowed.max_value:g}.",
+        )
 
 
 def _algorithm_problems(
