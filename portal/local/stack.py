@@ -31,10 +31,12 @@ from training_common import (
     MetricDefinition,
     Notification,
     NotificationRepository,
+    ParameterType,
     Tenant,
     TenantRepository,
     TenantStatus,
     TrainingRequest,
+    TunableHyperparameter,
     create_tables,
     iso_utc,
     model_artifact_key,
@@ -106,7 +108,13 @@ def create_resources(session: boto3.Session, endpoint_url: str | None = None) ->
     """Create tables, buckets, queue, topic, tenant role and user pool; their settings."""
     dynamodb = _client(session, "dynamodb", endpoint_url)
     s3 = _client(session, "s3", endpoint_url)
-    names = {"tenants": "Tenants", "jobs": "Jobs", "notifications": "Notifications"}
+    names = {
+        "tenants": "Tenants",
+        "jobs": "Jobs",
+        "notifications": "Notifications",
+        "trials": "Trials",
+        "models": "Models",
+    }
     create_tables(dynamodb, **names)
     buckets = {
         "data": "platform-data",
@@ -153,6 +161,8 @@ def create_resources(session: boto3.Session, endpoint_url: str | None = None) ->
         tenants_table=names["tenants"],
         jobs_table=names["jobs"],
         notifications_table=names["notifications"],
+        trials_table=names["trials"],
+        models_table=names["models"],
         data_bucket=buckets["data"],
         artifacts_bucket=buckets["artifacts"],
         catalog_bucket=buckets["catalog"],
@@ -168,6 +178,14 @@ def _metric(name: str, regex: str) -> MetricDefinition:
     return MetricDefinition.model_validate({"Name": name, "Regex": regex})
 
 
+def _numeric(name: str, kind: ParameterType, low: float, high: float) -> TunableHyperparameter:
+    return TunableHyperparameter(name=name, type=kind, min_value=low, max_value=high)
+
+
+def _categorical(name: str, *values: str) -> TunableHyperparameter:
+    return TunableHyperparameter(name=name, type=ParameterType.CATEGORICAL, values=values)
+
+
 CATALOG = [
     CatalogEntry(
         id="xgboost",
@@ -175,10 +193,22 @@ CATALOG = [
         description="Gradient-boosted trees for tabular classification and regression.",
         image_uri="685385470294.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-xgboost:1.7-1",
         default_hyperparameters={"num_round": "100", "objective": "binary:logistic"},
-        metric_definitions=[_metric("validation:auc", r"auc:([0-9.]+)")],
+        metric_definitions=[
+            _metric("validation:auc", r"validation-auc:([0-9.]+)"),
+            _metric("train:auc", r"train-auc:([0-9.]+)"),
+        ],
         supported_instance_types=["ml.m5.large", "ml.m5.xlarge", "ml.c5.2xlarge"],
         supports_spot=True,
         input_content_type="text/csv",
+        tunable_hyperparameters=[
+            _numeric("eta", ParameterType.CONTINUOUS, 0.001, 1.0),
+            _numeric("max_depth", ParameterType.INTEGER, 1, 20),
+            _numeric("min_child_weight", ParameterType.CONTINUOUS, 0.0, 120.0),
+            _numeric("subsample", ParameterType.CONTINUOUS, 0.5, 1.0),
+            _numeric("num_round", ParameterType.INTEGER, 10, 1000),
+            _categorical("tree_method", "auto", "exact", "approx", "hist"),
+        ],
+        objective_metrics=["validation:auc"],
     ),
     CatalogEntry(
         id="linear-learner",
@@ -190,6 +220,11 @@ CATALOG = [
         supported_instance_types=["ml.m5.large", "ml.m5.xlarge"],
         supports_spot=False,
         input_content_type="text/csv",
+        tunable_hyperparameters=[
+            _numeric("learning_rate", ParameterType.CONTINUOUS, 1e-4, 1.0),
+            _numeric("mini_batch_size", ParameterType.INTEGER, 100, 5000),
+            _numeric("wd", ParameterType.CONTINUOUS, 1e-7, 1.0),
+        ],
     ),
     CatalogEntry(
         id="anomaly-detector",

@@ -47,6 +47,10 @@ class PortalSettings(BaseSettings):
     tenants_table: str = Field(min_length=3, max_length=255)
     jobs_table: str = Field(min_length=3, max_length=255)
     notifications_table: str = Field(min_length=3, max_length=255)
+    trials_table: str = Field(min_length=3, max_length=255)
+    """``TRIALS_TABLE``: the training jobs of each tuning job."""
+    models_table: str = Field(min_length=3, max_length=255)
+    """``MODELS_TABLE``: the tenant's registered model versions."""
     data_bucket: str = Field(min_length=3, max_length=63)
     artifacts_bucket: str = Field(min_length=3, max_length=63)
     catalog_bucket: str = Field(min_length=3, max_length=63)

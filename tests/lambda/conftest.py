@@ -98,7 +98,14 @@ def platform(fake_aws_credentials: None) -> Iterator[Platform]:
     with mock_aws():
         session = new_session(region_name=REGION)
         dynamodb = session.client("dynamodb")
-        create_tables(dynamodb, tenants="tenants", jobs="jobs", notifications="notifications")
+        create_tables(
+            dynamodb,
+            tenants="tenants",
+            jobs="jobs",
+            notifications="notifications",
+            trials="trials",
+            models="models",
+        )
         s3 = session.client("s3")
         for bucket in ("catalog-bucket", "data-bucket", "artifacts-bucket"):
             s3.create_bucket(Bucket=bucket)
@@ -128,6 +135,8 @@ def platform(fake_aws_credentials: None) -> Iterator[Platform]:
             "TENANTS_TABLE": "tenants",
             "JOBS_TABLE": "jobs",
             "NOTIFICATIONS_TABLE": "notifications",
+            "TRIALS_TABLE": "trials",
+            "MODELS_TABLE": "models",
             "CATALOG_BUCKET": "catalog-bucket",
             "DATA_BUCKET": "data-bucket",
             "ARTIFACTS_BUCKET": "artifacts-bucket",

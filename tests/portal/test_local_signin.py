@@ -19,6 +19,8 @@ DEPLOYED_ENV = {
     "TENANTS_TABLE": "Tenants",
     "JOBS_TABLE": "Jobs",
     "NOTIFICATIONS_TABLE": "Notifications",
+    "TRIALS_TABLE": "Trials",
+    "MODELS_TABLE": "Models",
     "DATA_BUCKET": "platform-data",
     "ARTIFACTS_BUCKET": "platform-artifacts",
     "CATALOG_BUCKET": "platform-catalog",
