@@ -321,6 +321,7 @@ class JobRepository:
         failure_reason: str | None = None,
         launch_attempts: int | None = None,
         training_job_arn: str | None = None,
+        tuning_job_arn: str | None = None,
     ) -> bool:
         """Move a job to ``new_status`` if the status machine (and ``from_statuses``) allows it.
 
@@ -343,6 +344,8 @@ class JobRepository:
             values["launch_attempts"] = launch_attempts
         if training_job_arn is not None:
             values["training_job_arn"] = training_job_arn
+        if tuning_job_arn is not None:
+            values["tuning_job_arn"] = tuning_job_arn
         entry = StatusChange(status=new_status, at=now)
         return self._update(tenant_id, job_id, values, entry, allowed) is not None
 
