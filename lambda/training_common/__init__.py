@@ -101,6 +101,7 @@ from .status import (
 from .tuning import (
     MAX_TUNING_PARALLEL_JOBS,
     MAX_TUNING_TRAINING_JOBS,
+    TUNING_JOB_NAME_LENGTH,
     BestTrainingJob,
     ObjectiveType,
     ParameterRange,
@@ -145,6 +146,7 @@ __all__ = [
     "TENANT_ID_PATTERN",
     "TRANSIENT_PROBLEMS",
     "TRIALS_BY_OBJECTIVE_INDEX",
+    "TUNING_JOB_NAME_LENGTH",
     "ApprovalDecision",
     "BestTrainingJob",
     "CatalogEntry",

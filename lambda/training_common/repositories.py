@@ -398,9 +398,17 @@ class JobRepository:
         newer = Attr("last_event_time").not_exists() | Attr("last_event_time").lt(
             iso_utc(update.event_time)
         )
-        return self._update(
-            tenant_id, job_id, values, entry, allowed_predecessors(update.status), newer
-        )
+        allowed = allowed_predecessors(update.status)
+        if update.tuning_progress is None:
+            return self._update(tenant_id, job_id, values, entry, allowed, newer)
+        # A tuning job reports progress many times while InProgress: only a change of status goes
+        # into the history, so a job of 500 training jobs keeps a short record.
+        status_changes = Attr("status").ne(update.status.value)
+        changed = self._update(tenant_id, job_id, values, entry, allowed, newer & status_changes)
+        if changed is not None:
+            return changed
+        same = allowed & {update.status}
+        return self._update(tenant_id, job_id, values, None, same, newer) if same else None
 
     def set_metric_series(self, tenant_id: str, job_id: str, series: list[MetricSeries]) -> bool:
         """Replace the job's metrics over time (each series cut to its newest points)."""
@@ -427,17 +435,18 @@ class JobRepository:
         tenant_id: str,
         job_id: str,
         values: dict[str, Any],
-        entry: StatusChange,
+        entry: StatusChange | None,
         allowed: frozenset[JobStatus],
         extra_condition: Any = None,
     ) -> Job | None:
         names = {f"#{key}": key for key in values}
-        names["#history"] = "status_history"
         item_values = {f":{key}": to_dynamo_value(value) for key, value in values.items()}
-        item_values[":entry"] = [to_item(entry)]
-        item_values[":empty"] = []
         assignments = [f"#{key} = :{key}" for key in values]
-        assignments.append("#history = list_append(if_not_exists(#history, :empty), :entry)")
+        if entry is not None:
+            names["#history"] = "status_history"
+            item_values[":entry"] = [to_item(entry)]
+            item_values[":empty"] = []
+            assignments.append("#history = list_append(if_not_exists(#history, :empty), :entry)")
         condition = Attr("job_id").exists() & Attr("status").is_in(
             sorted(status.value for status in allowed)
         )
@@ -674,18 +683,19 @@ class ModelRepository:
         return self.get(tenant_id, job_id)
 
     def record_decision(self, tenant_id: str, job_id: str, decision: ApprovalDecision) -> bool:
-        """Append the tenant's decision (the portal, with the tenant's credentials); False when
-        the version is not registered yet or does not exist."""
+        """Record the tenant's decision (the portal, with the tenant's credentials) on a version
+        pending approval that has none yet; False otherwise. Recorded before SageMaker is told,
+        so of two simultaneous decisions only one reaches SageMaker."""
+        undecided = Attr("decisions").not_exists() | Attr("decisions").size().eq(0)
         try:
             self.table.update_item(
                 Key={"tenant_id": tenant_id, "job_id": job_id},
-                UpdateExpression="SET decisions = list_append(if_not_exists(decisions, :empty), "
-                ":decision), updated_at = :now",
+                UpdateExpression="SET decisions = :decision, updated_at = :now",
                 ConditionExpression=Attr("job_id").exists()
-                & Attr("approval_status").ne(ModelApprovalStatus.REGISTERING.value),
+                & Attr("approval_status").eq(ModelApprovalStatus.PENDING.value)
+                & undecided,
                 ExpressionAttributeValues={
                     ":decision": [to_item(decision)],
-                    ":empty": [],
                     ":now": iso_utc(utc_now()),
                 },
             )
@@ -694,6 +704,20 @@ class ModelRepository:
                 return False
             raise
         return True
+
+    def withdraw_decision(self, tenant_id: str, job_id: str) -> None:
+        """Take back the decision :meth:`record_decision` wrote when SageMaker then refused it,
+        so the tenant can decide again."""
+        try:
+            self.table.update_item(
+                Key={"tenant_id": tenant_id, "job_id": job_id},
+                UpdateExpression="REMOVE decisions SET updated_at = :now",
+                ConditionExpression=Attr("approval_status").eq(ModelApprovalStatus.PENDING.value),
+                ExpressionAttributeValues={":now": iso_utc(utc_now())},
+            )
+        except ClientError as error:
+            if not is_conditional_check_failure(error):
+                raise
 
     def apply_status_event(
         self, tenant_id: str, job_id: str, status: ModelApprovalStatus, event_time: Any

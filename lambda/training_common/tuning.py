@@ -200,6 +200,11 @@ class TuningSpec(BaseModel):
                     f"the grid has {self.grid_size()} combinations; at most "
                     f"{MAX_TUNING_TRAINING_JOBS} are allowed"
                 )
+            if self.max_training_jobs != self.grid_size():
+                raise ValueError(
+                    f"the grid has {self.grid_size()} combinations and grid search runs them "
+                    f"all: set max_training_jobs to {self.grid_size()}"
+                )
         if self.strategy == TuningStrategy.HYPERBAND and self.early_stopping:
             raise ValueError("Hyperband stops jobs early by itself: turn early stopping off")
         return self
