@@ -1,1 +1,2 @@
-"""The launch handler: training requests from SQS to SageMaker ``CreateTrainingJob``."""
+"""The launch handler: training requests from SQS to SageMaker ``CreateTrainingJob``, tuning
+requests to ``CreateHyperParameterTuningJob``."""

@@ -1,10 +1,12 @@
-"""The launch handler's logic, one training request at a time.
+"""The launch handler's logic, one training or tuning request at a time.
 
 For each message: read it (unreadable -> dead-letter queue with the reason), validate it again
-with ``training_common.check_request``, then either launch it (``CreateTrainingJob``, idempotent:
-job name = job id), defer it (tenant at its running-jobs limit: re-sent with a delay and a
-counter), reject it (job record REJECTED with the tenant-readable reason), or leave it on the
-queue with back-off (SageMaker throttling or account limits). Exceptions mean "retry this
+with ``training_common.check_request``, then either launch it (``CreateTrainingJob`` named by the
+job id, or for a tuning request ``CreateHyperParameterTuningJob`` named by the record's
+``tuning_job_name``: idempotent either way), defer it (tenant's running-jobs slots full: re-sent
+with a delay and a counter), reject it (job record REJECTED with the tenant-readable reason), or
+leave it on the queue with back-off (SageMaker throttling or account limits). Both kinds take
+the same path; :class:`SageMakerApi` holds the few names that differ. Exceptions mean "retry this
 message": ``BatchProcessor`` reports it in ``batchItemFailures``. On the last receive before SQS
 moves a message to the dead-letter queue the job record is marked FAILED, saying so.
 """
@@ -24,7 +26,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 from training_common import (
+    CatalogEntry,
     CatalogRepository,
+    Job,
+    JobKind,
     JobRepository,
     JobStatus,
     QueueMessage,
@@ -37,10 +42,12 @@ from training_common import (
     is_job_id_of_tenant,
     new_session,
     send_to_dead_letter_queue,
+    tuning_job_name,
 )
 
 from .settings import LaunchSettings
 from .training_job import build_create_training_job_request
+from .tuning_job import build_create_tuning_job_request
 
 logger = Logger()
 metrics = Metrics()
@@ -65,6 +72,55 @@ class Outcome(StrEnum):
 
 class RetryLaterError(Exception):
     """Leave the message on the queue; its visibility timeout already holds the back-off."""
+
+
+@dataclass(frozen=True)
+class SageMakerApi:
+    """The SageMaker calls and fields that create and find one kind of job."""
+
+    kind: JobKind
+    label: str
+    create: str
+    describe: str
+    name_field: str
+    arn_field: str
+
+
+SAGEMAKER_APIS: dict[JobKind, SageMakerApi] = {
+    JobKind.TRAINING: SageMakerApi(
+        kind=JobKind.TRAINING,
+        label="Training job",
+        create="create_training_job",
+        describe="describe_training_job",
+        name_field="TrainingJobName",
+        arn_field="TrainingJobArn",
+    ),
+    JobKind.TUNING: SageMakerApi(
+        kind=JobKind.TUNING,
+        label="Tuning job",
+        create="create_hyper_parameter_tuning_job",
+        describe="describe_hyper_parameter_tuning_job",
+        name_field="HyperParameterTuningJobName",
+        arn_field="HyperParameterTuningJobArn",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """The SageMaker job one request becomes: its kind's calls and its name."""
+
+    api: SageMakerApi
+    name: str
+
+    @classmethod
+    def of(cls, job: Job) -> Target:
+        """A training job named by the job id, or a tuning job named ``tuning_job_name``."""
+        if job.kind == JobKind.TUNING:
+            return cls(
+                SAGEMAKER_APIS[JobKind.TUNING], job.tuning_job_name or tuning_job_name(job.job_id)
+            )
+        return cls(SAGEMAKER_APIS[JobKind.TRAINING], job.job_id)
 
 
 @dataclass
@@ -110,7 +166,9 @@ class LaunchService:
         request = self._parse(message)
         if request is None:
             return Outcome.DEAD_LETTERED
-        with logger.append_context_keys(tenant_id=request.tenant_id, job_id=request.job_id):
+        with logger.append_context_keys(
+            tenant_id=request.tenant_id, job_id=request.job_id, kind=request.kind.value
+        ):
             return self._launch(message, request)
 
     def _parse(self, message: QueueMessage) -> TrainingRequest | None:
@@ -168,12 +226,15 @@ class LaunchService:
         if job.status != JobStatus.QUEUED:
             logger.info("Job already handled", status=job.status.value)
             return Outcome.ALREADY_HANDLED
+        if job.kind != request.kind or job.slots != request.slots:
+            return self._mismatch(message, request)
+        target = Target.of(job)
         deferrals = message.int_attribute(DEFERRALS_ATTRIBUTE)
         attempts = deferrals + message.receive_count
         if message.receive_count > 1:
-            arn = self._existing_training_job_arn(request.job_id)
+            arn = self._existing_arn(target)
             if arn is not None:
-                return self._mark_starting(request, arn, attempts)
+                return self._mark_starting(request, target, arn, attempts)
         result = check_request(request, tenants=self.tenants, jobs=self.jobs, catalog=self.catalog)
         if result.only_transient:
             return self._defer(message, request, result, deferrals)
@@ -184,45 +245,70 @@ class LaunchService:
             return self._reject(
                 request, f"Algorithm '{request.algorithm_id}' is not in the catalog.", attempts
             )
-        job_request = build_create_training_job_request(request, algorithm, self.settings)
+        job_request = self._build(request, algorithm, target)
         try:
-            arn = self.sagemaker.create_training_job(**job_request)["TrainingJobArn"]
+            response = getattr(self.sagemaker, target.api.create)(**job_request)
         except ClientError as error:
-            return self._create_failed(message, request, error, attempts)
-        return self._mark_starting(request, arn, attempts)
+            return self._create_failed(message, request, target, error, attempts)
+        return self._mark_starting(request, target, str(response[target.api.arn_field]), attempts)
 
-    def _existing_training_job_arn(self, job_id: str) -> str | None:
+    def _build(
+        self, request: TrainingRequest, algorithm: CatalogEntry, target: Target
+    ) -> dict[str, Any]:
+        if target.api.kind == JobKind.TUNING:
+            return build_create_tuning_job_request(
+                request, algorithm, self.settings, name=target.name
+            )
+        return build_create_training_job_request(request, algorithm, self.settings)
+
+    def _existing_arn(self, target: Target) -> str | None:
+        """The ARN of the SageMaker job called ``target.name``, or None when there is none."""
         try:
-            response = self.sagemaker.describe_training_job(TrainingJobName=job_id)
+            response = getattr(self.sagemaker, target.api.describe)(
+                **{target.api.name_field: target.name}
+            )
         except ClientError as error:
             if _error_code(error) in {"ValidationException", "ResourceNotFound"}:
                 return None
             raise
-        return str(response["TrainingJobArn"])
+        return str(response[target.api.arn_field])
 
-    def _mark_starting(self, request: TrainingRequest, arn: str, attempts: int) -> Outcome:
+    def _mark_starting(
+        self, request: TrainingRequest, target: Target, arn: str, attempts: int
+    ) -> Outcome:
+        tuning = target.api.kind == JobKind.TUNING
         moved = self.jobs.transition(
             request.tenant_id,
             request.job_id,
             JobStatus.STARTING,
             from_statuses={JobStatus.QUEUED},
             launch_attempts=attempts,
-            training_job_arn=arn,
+            training_job_arn=None if tuning else arn,
+            tuning_job_arn=arn if tuning else None,
         )
         if not moved:
             logger.info("Job record already past QUEUED; SageMaker events got there first")
         metrics.add_metric(name="JobsLaunched", unit=MetricUnit.Count, value=1)
-        logger.info("Training job created", training_job_arn=arn, attempts=attempts)
+        if tuning:
+            metrics.add_metric(name="TuningJobsLaunched", unit=MetricUnit.Count, value=1)
+        logger.info(
+            f"{target.api.label} created", sagemaker_name=target.name, arn=arn, attempts=attempts
+        )
         return Outcome.LAUNCHED
 
     def _create_failed(
-        self, message: QueueMessage, request: TrainingRequest, error: ClientError, attempts: int
+        self,
+        message: QueueMessage,
+        request: TrainingRequest,
+        target: Target,
+        error: ClientError,
+        attempts: int,
     ) -> Outcome:
         code = _error_code(error)
         text = str(error.response.get("Error", {}).get("Message", ""))
         if code == "ResourceInUse" or (code == "ValidationException" and "already exists" in text):
-            arn = self._existing_training_job_arn(request.job_id) or ""
-            return self._mark_starting(request, arn, attempts)
+            arn = self._existing_arn(target) or ""
+            return self._mark_starting(request, target, arn, attempts)
         if code in RETRYABLE_SAGEMAKER_ERRORS:
             delay = backoff_seconds(
                 message.receive_count,
@@ -244,9 +330,29 @@ class LaunchService:
                 launch_attempts=attempts,
             )
             metrics.add_metric(name="LaunchesRefused", unit=MetricUnit.Count, value=1)
-            logger.error("CreateTrainingJob refused the job", error_code=code, error=text)
+            logger.error(
+                "SageMaker refused the job",
+                operation=target.api.create,
+                error_code=code,
+                error=text,
+            )
             return Outcome.FAILED
         raise error
+
+    def _mismatch(self, message: QueueMessage, request: TrainingRequest) -> Outcome:
+        """The message and its job record disagree on the kind or the slots the job occupies
+        (the record is what the quota counts): park the message, tell the tenant."""
+        self._dead_letter(message, "the request does not match its job record (kind or slots)")
+        self.jobs.transition(
+            request.tenant_id,
+            request.job_id,
+            JobStatus.FAILED,
+            from_statuses={JobStatus.QUEUED},
+            failure_reason="The platform found this job's request inconsistent with the job, so "
+            "it was not started; it was set aside for the platform team. Please submit the job "
+            "again.",
+        )
+        return Outcome.DEAD_LETTERED
 
     def _change_visibility(self, message: QueueMessage, seconds: int) -> None:
         try:

@@ -1,5 +1,9 @@
 """The ``CreateTrainingJob`` request the launch handler sends, built only from the tenant's
 own prefixes, the catalog entry and the platform's settings (never from free-form input).
+
+:func:`training_definition` is the part a training job shares with a tuning job's
+``TrainingJobDefinition`` (``launch.tuning_job``): one place decides the isolation, the VPC, the
+keys, the prefixes and the stopping condition of every training job the platform starts.
 """
 
 from __future__ import annotations
@@ -20,16 +24,19 @@ from .settings import LaunchSettings
 TRAINING_CHANNEL = "train"
 
 
-def build_create_training_job_request(
-    request: TrainingRequest, algorithm: CatalogEntry, settings: LaunchSettings
-) -> dict[str, Any]:
-    """Keyword arguments for ``sagemaker.create_training_job`` (job name = job id).
+def job_tags(request: TrainingRequest) -> list[dict[str, str]]:
+    """The tags ``tenant`` and ``job`` that the tenant role's ``aws:ResourceTag/tenant``
+    conditions and the job-events handler use (SageMaker copies a tuning job's tags to the
+    training jobs it starts)."""
+    return [
+        {"Key": "tenant", "Value": request.tenant_id},
+        {"Key": "job", "Value": request.job_id},
+    ]
 
-    Network isolation, the VPC, KMS keys for the volume and the output, the stopping condition
-    (with a spot wait time when spot is requested), checkpoints and output under the tenant's
-    prefix in the artifacts bucket, one input channel from the tenant's dataset, and the tags
-    ``tenant`` and ``job`` that the tenant role's ``aws:ResourceTag/tenant`` conditions use.
-    """
+
+def stopping_condition(request: TrainingRequest, settings: LaunchSettings) -> dict[str, int]:
+    """``StoppingCondition``: the runtime, plus a spot wait time when spot is requested (never
+    below the runtime nor above SageMaker's 28-day ceiling)."""
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": request.max_runtime_seconds}
     if request.use_spot:
         stopping["MaxWaitTimeInSeconds"] = max(
@@ -39,6 +46,19 @@ def build_create_training_job_request(
                 MAX_RUNTIME_LIMIT_SECONDS,
             ),
         )
+    return stopping
+
+
+def training_definition(
+    request: TrainingRequest, algorithm: CatalogEntry, settings: LaunchSettings
+) -> dict[str, Any]:
+    """The fields ``CreateTrainingJob`` and a tuning job's ``TrainingJobDefinition`` share.
+
+    Network isolation, encrypted inter-container traffic, the VPC, KMS keys for the volume and
+    the output, the stopping condition, checkpoints and output under the tenant's job prefix in
+    the artifacts bucket, one input channel from the tenant's dataset, and the catalog's image
+    and metric definitions. Names, hyperparameters and tags are the callers'.
+    """
     algorithm_specification: dict[str, Any] = {
         "TrainingImage": algorithm.image_uri,
         "TrainingInputMode": "File",
@@ -48,9 +68,7 @@ def build_create_training_job_request(
             metric.to_sagemaker() for metric in algorithm.metric_definitions
         ]
     return {
-        "TrainingJobName": request.job_id,
         "AlgorithmSpecification": algorithm_specification,
-        "HyperParameters": {**algorithm.default_hyperparameters, **request.hyperparameters},
         "RoleArn": settings.sagemaker_role_arn,
         "InputDataConfig": [
             {
@@ -81,7 +99,7 @@ def build_create_training_job_request(
             "SecurityGroupIds": list(settings.security_group_ids),
             "Subnets": list(settings.subnet_ids),
         },
-        "StoppingCondition": stopping,
+        "StoppingCondition": stopping_condition(request, settings),
         "EnableNetworkIsolation": True,
         "EnableInterContainerTrafficEncryption": True,
         "EnableManagedSpotTraining": request.use_spot,
@@ -90,8 +108,20 @@ def build_create_training_job_request(
                 settings.artifacts_bucket, checkpoint_prefix(request.tenant_id, request.job_id)
             )
         },
-        "Tags": [
-            {"Key": "tenant", "Value": request.tenant_id},
-            {"Key": "job", "Value": request.job_id},
-        ],
+    }
+
+
+def build_create_training_job_request(
+    request: TrainingRequest, algorithm: CatalogEntry, settings: LaunchSettings
+) -> dict[str, Any]:
+    """Keyword arguments for ``sagemaker.create_training_job`` (job name = job id).
+
+    :func:`training_definition`, the catalog's default hyperparameters overlaid by the
+    request's, and the tags of :func:`job_tags`.
+    """
+    return {
+        "TrainingJobName": request.job_id,
+        **training_definition(request, algorithm, settings),
+        "HyperParameters": {**algorithm.default_hyperparameters, **request.hyperparameters},
+        "Tags": job_tags(request),
     }
