@@ -1,53 +1,36 @@
-"""The SageMaker "Training Job State Change" event, as it arrives in an SQS message body.
+"""The SageMaker state-change events the handler applies, as they arrive in SQS message bodies.
 
-The envelope is Powertools' ``EventBridgeModel``; ``detail`` has the shape of a
-``DescribeTrainingJob`` response, with epoch-millisecond times and ``Tags`` as a map.
+The envelope is Powertools' ``EventBridgeModel``; each ``detail`` has the shape of the matching
+``Describe*`` response, with epoch-millisecond (or ISO 8601) times and ``Tags`` as a map:
+
+- "SageMaker Training Job State Change": ``DescribeTrainingJob`` (training jobs that a tuning job
+  started carry ``TuningJobArn``);
+- "SageMaker HyperParameter Tuning Job State Change": ``DescribeHyperParameterTuningJob`` without
+  ``BestTrainingJob`` (the handler describes the tuning job for it);
+- "SageMaker Model Package State Change": ``DescribeModelPackage`` (no tags).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from training_common import TuningProgress
 
 TRAINING_JOB_STATE_CHANGE = "SageMaker Training Job State Change"
+TUNING_JOB_STATE_CHANGE = "SageMaker HyperParameter Tuning Job State Change"
+MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 
 
-class FinalMetricData(BaseModel):
-    """One item of ``FinalMetricDataList``."""
-
+class _Detail(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    metric_name: str = Field(alias="MetricName")
-    value: float = Field(alias="Value")
 
+class _TaggedDetail(_Detail):
+    """A detail with the resource's ``Tags``."""
 
-class ModelArtifacts(BaseModel):
-    """``ModelArtifacts``."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    s3_model_artifacts: str | None = Field(default=None, alias="S3ModelArtifacts")
-
-
-class TrainingJobStateDetail(BaseModel):
-    """The parts of the event's ``detail`` the platform uses."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    training_job_name: str = Field(alias="TrainingJobName", min_length=1)
-    training_job_arn: str | None = Field(default=None, alias="TrainingJobArn")
-    training_job_status: str = Field(alias="TrainingJobStatus")
-    secondary_status: str | None = Field(default=None, alias="SecondaryStatus")
-    failure_reason: str | None = Field(default=None, alias="FailureReason")
-    billable_time_in_seconds: int | None = Field(default=None, alias="BillableTimeInSeconds")
-    final_metric_data_list: list[FinalMetricData] = Field(
-        default_factory=list, alias="FinalMetricDataList"
-    )
-    model_artifacts: ModelArtifacts | None = Field(default=None, alias="ModelArtifacts")
-    last_modified_time: datetime | None = Field(default=None, alias="LastModifiedTime")
     tags: dict[str, str] = Field(default_factory=dict, alias="Tags")
 
     @field_validator("tags", mode="before")
@@ -65,8 +48,67 @@ class TrainingJobStateDetail(BaseModel):
         return value
 
 
+class FinalMetricData(_Detail):
+    """One item of ``FinalMetricDataList``."""
+
+    metric_name: str = Field(alias="MetricName")
+    value: float = Field(alias="Value")
+
+
+class ModelArtifacts(_Detail):
+    """``ModelArtifacts``."""
+
+    s3_model_artifacts: str | None = Field(default=None, alias="S3ModelArtifacts")
+
+
+class MetricDefinitionName(_Detail):
+    """One item of ``AlgorithmSpecification.MetricDefinitions`` (only the name is used)."""
+
+    name: str = Field(alias="Name", min_length=1)
+
+
+class AlgorithmSpecification(_Detail):
+    """``AlgorithmSpecification``: the image and the metrics SageMaker sends to CloudWatch."""
+
+    training_image: str | None = Field(default=None, alias="TrainingImage")
+    metric_definitions: list[MetricDefinitionName] = Field(
+        default_factory=list, alias="MetricDefinitions"
+    )
+
+
+class TrainingJobStateDetail(_TaggedDetail):
+    """The parts of a training job event's ``detail`` the platform uses."""
+
+    training_job_name: str = Field(alias="TrainingJobName", min_length=1)
+    training_job_arn: str | None = Field(default=None, alias="TrainingJobArn")
+    training_job_status: str = Field(alias="TrainingJobStatus")
+    secondary_status: str | None = Field(default=None, alias="SecondaryStatus")
+    failure_reason: str | None = Field(default=None, alias="FailureReason")
+    billable_time_in_seconds: int | None = Field(default=None, alias="BillableTimeInSeconds")
+    final_metric_data_list: list[FinalMetricData] = Field(
+        default_factory=list, alias="FinalMetricDataList"
+    )
+    model_artifacts: ModelArtifacts | None = Field(default=None, alias="ModelArtifacts")
+    tuning_job_arn: str | None = Field(default=None, alias="TuningJobArn")
+    """Set when a hyperparameter tuning job started this training job."""
+    hyperparameters: dict[str, str] = Field(default_factory=dict, alias="HyperParameters")
+    algorithm_specification: AlgorithmSpecification | None = Field(
+        default=None, alias="AlgorithmSpecification"
+    )
+    creation_time: datetime | None = Field(default=None, alias="CreationTime")
+    training_start_time: datetime | None = Field(default=None, alias="TrainingStartTime")
+    last_modified_time: datetime | None = Field(default=None, alias="LastModifiedTime")
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The names of the job's metric definitions, in their order, without duplicates."""
+        spec = self.algorithm_specification
+        names = [] if spec is None else [item.name for item in spec.metric_definitions]
+        return list(dict.fromkeys(names))
+
+
 class TrainingJobStateChangeEvent(EventBridgeModel):
-    """The EventBridge envelope with a typed ``detail``."""
+    """A training job's state change."""
 
     detail: TrainingJobStateDetail
 
@@ -74,3 +116,122 @@ class TrainingJobStateChangeEvent(EventBridgeModel):
     def event_time(self) -> datetime:
         """When the state changed: ``LastModifiedTime`` (ms precision), else the envelope time."""
         return self.detail.last_modified_time or self.time
+
+
+class TrainingJobStatusCounters(_Detail):
+    """``TrainingJobStatusCounters`` of a tuning job."""
+
+    completed: int = Field(default=0, alias="Completed", ge=0)
+    in_progress: int = Field(default=0, alias="InProgress", ge=0)
+    retryable_error: int = Field(default=0, alias="RetryableError", ge=0)
+    non_retryable_error: int = Field(default=0, alias="NonRetryableError", ge=0)
+    stopped: int = Field(default=0, alias="Stopped", ge=0)
+
+
+class ObjectiveStatusCounters(_Detail):
+    """``ObjectiveStatusCounters`` of a tuning job."""
+
+    succeeded: int = Field(default=0, alias="Succeeded", ge=0)
+    pending: int = Field(default=0, alias="Pending", ge=0)
+    failed: int = Field(default=0, alias="Failed", ge=0)
+
+
+class TuningJobStateDetail(_TaggedDetail):
+    """The parts of a tuning job event's ``detail`` the platform uses."""
+
+    tuning_job_name: str = Field(alias="HyperParameterTuningJobName", min_length=1)
+    tuning_job_arn: str | None = Field(default=None, alias="HyperParameterTuningJobArn")
+    tuning_job_status: str = Field(alias="HyperParameterTuningJobStatus")
+    failure_reason: str | None = Field(default=None, alias="FailureReason")
+    training_job_status_counters: TrainingJobStatusCounters | None = Field(
+        default=None, alias="TrainingJobStatusCounters"
+    )
+    objective_status_counters: ObjectiveStatusCounters | None = Field(
+        default=None, alias="ObjectiveStatusCounters"
+    )
+    last_modified_time: datetime | None = Field(default=None, alias="LastModifiedTime")
+
+    def progress(self) -> TuningProgress:
+        """The counters as the job record keeps them."""
+        jobs = self.training_job_status_counters or TrainingJobStatusCounters()
+        objective = self.objective_status_counters or ObjectiveStatusCounters()
+        return TuningProgress(
+            completed=jobs.completed,
+            in_progress=jobs.in_progress,
+            retryable_error=jobs.retryable_error,
+            non_retryable_error=jobs.non_retryable_error,
+            stopped=jobs.stopped,
+            objective_succeeded=objective.succeeded,
+            objective_pending=objective.pending,
+            objective_failed=objective.failed,
+        )
+
+
+class TuningJobStateChangeEvent(EventBridgeModel):
+    """A hyperparameter tuning job's state change."""
+
+    detail: TuningJobStateDetail
+
+    @property
+    def event_time(self) -> datetime:
+        """When the state changed: ``LastModifiedTime``, else the envelope time."""
+        return self.detail.last_modified_time or self.time
+
+
+class ModelPackageStateDetail(_Detail):
+    """The parts of a model package event's ``detail`` the platform uses."""
+
+    model_package_group_name: str = Field(alias="ModelPackageGroupName", min_length=1)
+    model_package_version: int | None = Field(default=None, alias="ModelPackageVersion")
+    model_package_arn: str = Field(alias="ModelPackageArn", min_length=1)
+    model_approval_status: str = Field(alias="ModelApprovalStatus")
+    model_package_status: str | None = Field(default=None, alias="ModelPackageStatus")
+    customer_metadata_properties: dict[str, str] = Field(
+        default_factory=dict, alias="CustomerMetadataProperties"
+    )
+    creation_time: datetime | None = Field(default=None, alias="CreationTime")
+    last_modified_time: datetime | None = Field(default=None, alias="LastModifiedTime")
+
+    @field_validator("customer_metadata_properties", mode="before")
+    @classmethod
+    def _none_as_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class ModelPackageStateChangeEvent(EventBridgeModel):
+    """A model package version's state change (created, approved, rejected, ...)."""
+
+    detail: ModelPackageStateDetail
+
+    @property
+    def event_time(self) -> datetime:
+        """``LastModifiedTime``, else ``CreationTime``, else the envelope time."""
+        return self.detail.last_modified_time or self.detail.creation_time or self.time
+
+
+StateChangeEvent = (
+    TrainingJobStateChangeEvent | TuningJobStateChangeEvent | ModelPackageStateChangeEvent
+)
+
+_MODELS: dict[str, type[EventBridgeModel]] = {
+    TRAINING_JOB_STATE_CHANGE: TrainingJobStateChangeEvent,
+    TUNING_JOB_STATE_CHANGE: TuningJobStateChangeEvent,
+    MODEL_PACKAGE_STATE_CHANGE: ModelPackageStateChangeEvent,
+}
+
+
+class UnexpectedEventError(ValueError):
+    """A readable EventBridge event of a kind this handler does not apply."""
+
+
+def parse_event(body: str) -> StateChangeEvent:
+    """The typed event of an SQS message body.
+
+    Raises pydantic's ValidationError for a body that isn't a valid event of its kind, and
+    UnexpectedEventError for a valid envelope of another detail-type.
+    """
+    envelope = EventBridgeModel.model_validate_json(body)
+    model = _MODELS.get(envelope.detail_type)
+    if model is None:
+        raise UnexpectedEventError(f"unexpected detail-type {envelope.detail_type!r}")
+    return cast(StateChangeEvent, model.model_validate_json(body))

@@ -1,75 +1,114 @@
-"""The job-events handler's logic, one state-change event at a time.
+"""The job-events handler's logic, one SageMaker state-change event at a time.
 
-Applies the event to the job record with a conditional write (newer than ``last_event_time``,
-allowed by the status machine), ignores events for unknown jobs, for jobs that aren't the
-platform's (no ``tenant`` tag) and stale or duplicate events, and on a final state makes sure the
-tenant's notification exists and went out on SNS exactly once per job and final status: the
-notification id derives from the time of the job's first final-state entry, so every redelivery
-computes the same id and the conditional put deduplicates it.
+- Training job events of plain training jobs apply to the job record with a conditional write
+  (newer than ``last_event_time``, allowed by the status machine); running and final ones also
+  refresh the record's metric series from CloudWatch (a CloudWatch error is logged, never
+  fatal), and COMPLETED registers the model.
+- Training job events of a tuning job's training jobs (``TuningJobArn``; the ``job`` tag names
+  the platform job) write a trial, conditional on its event time; the tuning job's record is
+  left to the tuning job's own events.
+- Tuning job events apply status, progress counters and the best training job (from
+  ``DescribeHyperParameterTuningJob``) to the record; COMPLETED, or STOPPED with a best job,
+  registers the best training job's model.
+- Model package events apply the approval status to the version's record; an approval or
+  rejection notifies the tenant.
+
+Events for unknown jobs, for resources that aren't the platform's and stale or duplicate events
+change nothing. A job's final state notifies the tenant exactly once (``notify.Notifier``).
+Unreadable events go to the dead-letter queue with the reason; AWS errors propagate, so that
+SQS delivers the event again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 from training_common import (
+    CatalogRepository,
     FinalMetric,
     Job,
+    JobKind,
     JobRepository,
     JobStateUpdate,
     JobStatus,
-    Notification,
+    ModelRepository,
     NotificationRepository,
     QueueMessage,
+    TrialRepository,
     describe_schema_errors,
     from_sagemaker_status,
     is_final,
+    is_job_id_of_tenant,
     is_tenant_id,
     iso_utc,
-    job_prefix,
-    key_in_bucket,
     new_session,
     send_to_dead_letter_queue,
 )
 
 from .events import (
-    TRAINING_JOB_STATE_CHANGE,
     TrainingJobStateChangeEvent,
+    TuningJobStateChangeEvent,
+    UnexpectedEventError,
+    parse_event,
 )
+from .metric_series import MetricSeriesReader
+from .model_events import ModelStatusEvents
+from .notify import Notifier
+from .outcomes import BadEventError, Outcome, ignored, stale
+from .registry import ModelRegistrar, ModelSource, RegistrationError
+from .sagemaker_jobs import SageMakerJobs, artifact_key_in_prefix
 from .settings import JobEventsSettings
+from .telemetry import logger, metrics, tracer
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
+__all__ = ["HANDLER_NAME", "JobEventsService", "Outcome", "logger", "metrics", "tracer"]
 
 HANDLER_NAME = "job_events"
-
-
-class Outcome(StrEnum):
-    """What the handler did with one event (the message is acknowledged in every case)."""
-
-    APPLIED = "APPLIED"
-    STALE = "STALE"
-    UNKNOWN_JOB = "UNKNOWN_JOB"
-    NOT_PLATFORM_JOB = "NOT_PLATFORM_JOB"
-    DEAD_LETTERED = "DEAD_LETTERED"
+SERIES_STATUSES = frozenset(
+    {JobStatus.IN_PROGRESS, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED}
+)
+"""Statuses whose events refresh a training job's metric series."""
+IGNORED_TUNING_STATUSES = frozenset({"Deleting", "DeleteFailed"})
+"""Tuning job statuses after the job's life (a deleted tuning job keeps its record)."""
 
 
 @dataclass
 class JobEventsService:
-    """Applies SageMaker state changes to job records and notifies tenants."""
+    """Applies SageMaker state changes to the platform's records and notifies tenants.
+
+    Every AWS client and repository is injected; the helpers are built from them.
+    """
 
     settings: JobEventsSettings
     jobs: JobRepository
     notifications: NotificationRepository
+    trials: TrialRepository
+    models: ModelRepository
     sns: Any
     sqs: Any
+    sagemaker: Any
+    cloudwatch: Any
+    s3: Any
+    catalog: CatalogRepository | None = None
+    notifier: Notifier = field(init=False)
+    registrar: ModelRegistrar = field(init=False)
+    sagemaker_jobs: SageMakerJobs = field(init=False)
+    metric_series: MetricSeriesReader = field(init=False)
+    model_events: ModelStatusEvents = field(init=False)
+
+    def __post_init__(self) -> None:
+        bucket = self.settings.artifacts_bucket
+        self.notifier = Notifier(self.settings, self.notifications, self.sns)
+        self.registrar = ModelRegistrar(self.sagemaker, self.s3, self.models, bucket, self.catalog)
+        self.sagemaker_jobs = SageMakerJobs(self.sagemaker, bucket)
+        self.metric_series = MetricSeriesReader(self.cloudwatch)
+        self.model_events = ModelStatusEvents(self.models, self.jobs, self.notifier, self.sagemaker)
 
     @classmethod
     def from_settings(
@@ -77,38 +116,65 @@ class JobEventsService:
     ) -> JobEventsService:
         """Build the service with boto3 clients from ``session`` (default: a new session)."""
         session = session or new_session()
+        s3 = session.client("s3")
+        catalog = (
+            CatalogRepository(s3, settings.catalog_bucket, settings.catalog_cache_seconds)
+            if settings.catalog_bucket
+            else None
+        )
         return cls(
             settings=settings,
             jobs=JobRepository.from_table_name(settings.jobs_table, session),
             notifications=NotificationRepository.from_table_name(
                 settings.notifications_table, session
             ),
+            trials=TrialRepository.from_table_name(settings.trials_table, session),
+            models=ModelRepository.from_table_name(settings.models_table, session),
             sns=session.client("sns"),
             sqs=session.client("sqs"),
+            sagemaker=session.client("sagemaker"),
+            cloudwatch=session.client("cloudwatch"),
+            s3=s3,
+            catalog=catalog,
         )
 
     @tracer.capture_method
     def handle(self, message: QueueMessage) -> Outcome:
         """Process one event; raises (AWS errors) to leave it on the queue for another attempt."""
         try:
-            event = TrainingJobStateChangeEvent.model_validate_json(message.body)
+            event = parse_event(message.body)
         except ValidationError as error:
             reason = "unreadable state-change event: " + "; ".join(describe_schema_errors(error))
             return self._dead_letter(message, reason)
-        if event.detail_type != TRAINING_JOB_STATE_CHANGE:
-            return self._dead_letter(message, f"unexpected detail-type {event.detail_type!r}")
+        except UnexpectedEventError as error:
+            return self._dead_letter(message, str(error))
+        if isinstance(event, TrainingJobStateChangeEvent):
+            return self._training_job(message, event)
+        if isinstance(event, TuningJobStateChangeEvent):
+            return self._tuning_job(message, event)
+        try:
+            return self.model_events.apply(event)
+        except BadEventError as error:
+            return self._dead_letter(message, str(error))
+
+    # Training jobs ------------------------------------------------------------------------
+
+    def _training_job(self, message: QueueMessage, event: TrainingJobStateChangeEvent) -> Outcome:
         detail = event.detail
         tenant_id = detail.tags.get("tenant", "")
         if not is_tenant_id(tenant_id):
-            logger.info(
-                "Ignoring a training job without a tenant tag", job=detail.training_job_name
+            return ignored(
+                Outcome.NOT_PLATFORM_JOB,
+                "Ignoring a training job without a tenant tag",
+                job=detail.training_job_name,
             )
-            metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=1)
-            return Outcome.NOT_PLATFORM_JOB
         try:
             status = from_sagemaker_status(detail.training_job_status)
         except ValueError as error:
             return self._dead_letter(message, str(error))
+        if detail.tuning_job_arn:
+            return self._trial(event, tenant_id)
+        job_id = detail.training_job_name
         update = JobStateUpdate(
             status=status,
             event_time=event.event_time,
@@ -120,131 +186,181 @@ class JobEventsService:
                 FinalMetric(name=m.metric_name, value=m.value)
                 for m in detail.final_metric_data_list
             ],
-            model_artifact_key=self._artifact_key(tenant_id, detail.training_job_name, event),
+            model_artifact_key=artifact_key_in_prefix(
+                detail.model_artifacts.s3_model_artifacts if detail.model_artifacts else None,
+                self.settings.artifacts_bucket,
+                tenant_id,
+                job_id,
+            ),
         )
-        with logger.append_context_keys(tenant_id=tenant_id, job_id=detail.training_job_name):
-            return self._apply(tenant_id, detail.training_job_name, update)
-
-    def _artifact_key(
-        self, tenant_id: str, job_id: str, event: TrainingJobStateChangeEvent
-    ) -> str | None:
-        artifacts = event.detail.model_artifacts
-        if artifacts is None or not artifacts.s3_model_artifacts:
-            return None
-        key = key_in_bucket(artifacts.s3_model_artifacts, self.settings.artifacts_bucket)
-        if key is None or not key.startswith(job_prefix(tenant_id, job_id)):
-            logger.warning(
-                "Model artifacts outside the job's prefix", uri=artifacts.s3_model_artifacts
-            )
-            return None
-        return key
-
-    def _apply(self, tenant_id: str, job_id: str, update: JobStateUpdate) -> Outcome:
-        job = self.jobs.apply_state_update(tenant_id, job_id, update)
-        outcome = Outcome.APPLIED
-        if job is None:
-            job = self.jobs.get(tenant_id, job_id)
+        with logger.append_context_keys(tenant_id=tenant_id, job_id=job_id):
+            job, outcome = self._apply(tenant_id, job_id, update)
             if job is None:
-                logger.warning("Event for an unknown job ignored", status=update.status.value)
-                metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=1)
-                return Outcome.UNKNOWN_JOB
-            outcome = Outcome.STALE
-            logger.info(
-                "Stale or duplicate event ignored",
-                event_status=update.status.value,
-                event_time=iso_utc(update.event_time),
-                record_status=job.status.value,
-                last_event_time=iso_utc(job.last_event_time) if job.last_event_time else None,
+                return outcome
+            if outcome == Outcome.APPLIED and status in SERIES_STATUSES:
+                self._refresh_metric_series(job, event)
+            return self._after_final(
+                message, job, outcome, lambda: self.sagemaker_jobs.training_job_source(job, detail)
             )
-            metrics.add_metric(name="EventsStale", unit=MetricUnit.Count, value=1)
-        else:
+
+    def _refresh_metric_series(self, job: Job, event: TrainingJobStateChangeEvent) -> None:
+        """Replace the record's metric series; a failure is logged and costs only the chart."""
+        detail = event.detail
+        names = detail.metric_names
+        if not names:
+            return
+        start = detail.training_start_time or detail.creation_time or job.created_at
+        end = max(event.event_time, start + timedelta(minutes=1))
+        try:
+            series = self.metric_series.read(detail.training_job_name, names, start, end)
+            self.jobs.set_metric_series(job.tenant_id, job.job_id, series)
+        except (ClientError, BotoCoreError) as error:
+            logger.warning("Metric series not refreshed", error=str(error))
+            metrics.add_metric(name="MetricSeriesFailed", unit=MetricUnit.Count, value=1)
+            return
+        logger.info("Metric series refreshed", points=sum(len(s.points) for s in series))
+
+    def _trial(self, event: TrainingJobStateChangeEvent, tenant_id: str) -> Outcome:
+        detail = event.detail
+        job_id = detail.tags.get("job", "")
+        name = detail.training_job_name
+        if not is_job_id_of_tenant(job_id, tenant_id):
+            return ignored(
+                Outcome.NOT_PLATFORM_JOB, "Ignoring a tuning job's training job without a job tag"
+            )
+        with logger.append_context_keys(tenant_id=tenant_id, job_id=job_id, training_job=name):
+            parent = self.jobs.get(tenant_id, job_id)
+            if parent is None:
+                return ignored(Outcome.UNKNOWN_JOB, "Training job event for an unknown job")
+            tuning_name = (detail.tuning_job_arn or "").rsplit("/", 1)[-1]
+            if (
+                parent.kind != JobKind.TUNING
+                or parent.tuning is None
+                or not parent.tuning_job_name
+                or tuning_name.lower() != parent.tuning_job_name.lower()
+            ):
+                return ignored(
+                    Outcome.NOT_PLATFORM_JOB,
+                    "Training job of a tuning job that isn't the record's",
+                    tuning_job_arn=detail.tuning_job_arn,
+                )
+            trial = self.sagemaker_jobs.trial(parent, detail, event.event_time)
+            if not self.trials.apply(trial):
+                return stale("Stale or duplicate trial event ignored", status=trial.status)
+            logger.info("Trial recorded", status=trial.status, objective=trial.objective_value)
+            metrics.add_metric(name="TrialsApplied", unit=MetricUnit.Count, value=1)
+            return Outcome.APPLIED
+
+    # Tuning jobs --------------------------------------------------------------------------
+
+    def _tuning_job(self, message: QueueMessage, event: TuningJobStateChangeEvent) -> Outcome:
+        detail = event.detail
+        tenant_id, job_id = detail.tags.get("tenant", ""), detail.tags.get("job", "")
+        if not is_tenant_id(tenant_id) or not is_job_id_of_tenant(job_id, tenant_id):
+            return ignored(
+                Outcome.NOT_PLATFORM_JOB,
+                "Ignoring a tuning job without tenant and job tags",
+                tuning_job=detail.tuning_job_name,
+            )
+        if detail.tuning_job_status in IGNORED_TUNING_STATUSES:
+            return ignored(Outcome.IGNORED, "Tuning job deletion event ignored")
+        try:
+            status = from_sagemaker_status(detail.tuning_job_status)
+        except ValueError:
+            reason = f"unknown SageMaker tuning job status {detail.tuning_job_status!r}"
+            return self._dead_letter(message, reason)
+        with logger.append_context_keys(tenant_id=tenant_id, job_id=job_id):
+            record = self.jobs.get(tenant_id, job_id)
+            if record is None:
+                return ignored(Outcome.UNKNOWN_JOB, "Event for an unknown job ignored")
+            if record.tuning_job_name != detail.tuning_job_name:
+                return ignored(
+                    Outcome.NOT_PLATFORM_JOB,
+                    "Tuning job event whose name isn't the record's",
+                    tuning_job=detail.tuning_job_name,
+                    record_tuning_job=record.tuning_job_name,
+                )
+            progress = detail.progress()
+            newer = record.last_event_time is None or iso_utc(record.last_event_time) < iso_utc(
+                event.event_time
+            )
+            wants_best = is_final(status) or progress.objective_succeeded > 0
+            best = (
+                self.sagemaker_jobs.best_training_job(detail.tuning_job_name)
+                if newer and wants_best
+                else None
+            )
+            update = JobStateUpdate(
+                status=status,
+                event_time=event.event_time,
+                failure_reason=detail.failure_reason,
+                tuning_job_arn=detail.tuning_job_arn,
+                tuning_progress=progress,
+                best_training_job=best,
+            )
+            job, outcome = self._apply(tenant_id, job_id, update)
+            if job is None:
+                return outcome
+            return self._after_final(
+                message, job, outcome, lambda: self.sagemaker_jobs.best_job_source(job)
+            )
+
+    # Both ---------------------------------------------------------------------------------
+
+    def _apply(
+        self, tenant_id: str, job_id: str, update: JobStateUpdate
+    ) -> tuple[Job | None, Outcome]:
+        job = self.jobs.apply_state_update(tenant_id, job_id, update)
+        if job is not None:
             logger.info("Job record updated", status=job.status.value)
             metrics.add_metric(name="EventsApplied", unit=MetricUnit.Count, value=1)
             if is_final(job.status):
-                # TrainingJobsCompleted / TrainingJobsFailed / TrainingJobsStopped: the
-                # Observability stack's dashboard and its failed-jobs alarm read these.
+                # TrainingJobsCompleted / ...Failed / ...Stopped (TuningJobs... for tuning jobs):
+                # the Observability stack's dashboard and its failed-jobs alarm read these.
+                kind = "TuningJobs" if job.kind == JobKind.TUNING else "TrainingJobs"
                 metrics.add_metric(
-                    name=f"TrainingJobs{job.status.value.title()}", unit=MetricUnit.Count, value=1
+                    name=f"{kind}{job.status.value.title()}", unit=MetricUnit.Count, value=1
                 )
-        if is_final(job.status) and job.status != JobStatus.REJECTED:
-            self.ensure_notified(job)
+            return job, Outcome.APPLIED
+        job = self.jobs.get(tenant_id, job_id)
+        if job is None:
+            ignored(Outcome.UNKNOWN_JOB, "Event for an unknown job ignored", status=update.status)
+            return None, Outcome.UNKNOWN_JOB
+        return job, stale(
+            "Stale or duplicate event ignored",
+            event_status=update.status.value,
+            event_time=iso_utc(update.event_time),
+            record_status=job.status.value,
+            last_event_time=iso_utc(job.last_event_time) if job.last_event_time else None,
+        )
+
+    def _after_final(
+        self,
+        message: QueueMessage,
+        job: Job,
+        outcome: Outcome,
+        source: Callable[[], ModelSource],
+    ) -> Outcome:
+        """On a final state (also on a redelivery: both steps are idempotent): register the
+        model when there is one, then notify the tenant. A model that can't be registered
+        parks the event on the dead-letter queue with the reason, after the notification."""
+        if not is_final(job.status) or job.status == JobStatus.REJECTED:
+            return outcome
+        registers = job.status == JobStatus.COMPLETED or (
+            job.kind == JobKind.TUNING
+            and job.status == JobStatus.STOPPED
+            and job.best_training_job is not None
+        )
+        model, problem = None, None
+        if registers:
+            try:
+                model = self.registrar.ensure_registered(job, source)
+            except RegistrationError as error:
+                problem = f"cannot register the model: {error}"
+        self.notifier.ensure_notified(job, model)
+        if problem is not None:
+            return self._dead_letter(message, problem)
         return outcome
-
-    def ensure_notified(self, job: Job) -> Notification:
-        """Write the job's final-state notification if missing, and publish it if not yet done."""
-        final_at = next(
-            (entry.at for entry in job.status_history if entry.status == job.status),
-            job.last_event_time or job.updated_at,
-        )
-        created_at = iso_utc(final_at)
-        subject, text = self.compose(job)
-        notification, created = self.notifications.put_if_absent(
-            Notification(
-                tenant_id=job.tenant_id,
-                notification_id=Notification.make_id(created_at, job.job_id),
-                job_id=job.job_id,
-                status=job.status,
-                subject=subject,
-                message=text,
-                created_at=final_at,
-            )
-        )
-        if notification.published:
-            logger.info(
-                "Notification already published", notification_id=notification.notification_id
-            )
-            return notification
-        self.sns.publish(
-            TopicArn=self.settings.notifications_topic_arn,
-            Subject=notification.subject,
-            Message=notification.message,
-            MessageAttributes={
-                "tenant_id": {"DataType": "String", "StringValue": job.tenant_id},
-            },
-        )
-        self.notifications.mark_published(job.tenant_id, notification.notification_id)
-        metrics.add_metric(name="NotificationsPublished", unit=MetricUnit.Count, value=1)
-        logger.info(
-            "Notification published",
-            notification_id=notification.notification_id,
-            first_delivery=created,
-        )
-        return notification.model_copy(update={"published": True})
-
-    def compose(self, job: Job) -> tuple[str, str]:
-        """Subject and text of the notification for a job in a final state."""
-        template = self.settings.portal_job_url_template
-        where = (
-            f"the job's page in the portal: {template.format(job_id=job.job_id)}"
-            if template
-            else f"the job's page in the portal (Jobs, then {job.job_id})"
-        )
-        if job.status == JobStatus.COMPLETED:
-            subject = f"Training job {job.job_id} completed"
-            lines = [
-                f"Your training job {job.job_id} ({job.algorithm_id}) completed.",
-                f"Download the trained model from {where}: choose 'Download model'. "
-                "The link it gives is valid for a short time; open the page again for a new one.",
-            ]
-            if job.final_metrics:
-                metrics_text = ", ".join(f"{m.name}={m.value:g}" for m in job.final_metrics)
-                lines.append(f"Final metrics: {metrics_text}.")
-        elif job.status == JobStatus.FAILED:
-            subject = f"Training job {job.job_id} failed"
-            lines = [
-                f"Your training job {job.job_id} ({job.algorithm_id}) failed.",
-                f"Reason: {job.failure_reason or 'not given by SageMaker'}.",
-                f"The job's details and logs summary are on {where}.",
-            ]
-        else:
-            subject = f"Training job {job.job_id} stopped"
-            lines = [
-                f"Your training job {job.job_id} ({job.algorithm_id}) was stopped.",
-                f"Any checkpoints and partial output are listed on {where}.",
-            ]
-        if job.billable_seconds is not None:
-            lines.append(f"Billable time: {job.billable_seconds} s.")
-        return subject, "\n".join(lines)
 
     def _dead_letter(self, message: QueueMessage, reason: str) -> Outcome:
         dlq_id = send_to_dead_letter_queue(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from training_common import settings_from_env
 
 
@@ -15,11 +15,16 @@ class JobEventsSettings(BaseModel):
 
     jobs_table: str
     notifications_table: str
+    trials_table: str
+    models_table: str
     artifacts_bucket: str
     notifications_topic_arn: str
     events_dlq_url: str
     portal_job_url_template: str | None = None
     """E.g. ``https://portal.example.com/jobs/{job_id}``; without it the text names the job."""
+    catalog_bucket: str | None = None
+    """The algorithm catalog, for a model package's content types (text/csv without it)."""
+    catalog_cache_seconds: float = Field(default=60.0, ge=0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> JobEventsSettings:
@@ -27,9 +32,13 @@ class JobEventsSettings(BaseModel):
         names = {
             "jobs_table": "JOBS_TABLE",
             "notifications_table": "NOTIFICATIONS_TABLE",
+            "trials_table": "TRIALS_TABLE",
+            "models_table": "MODELS_TABLE",
             "artifacts_bucket": "ARTIFACTS_BUCKET",
             "notifications_topic_arn": "NOTIFICATIONS_TOPIC_ARN",
             "events_dlq_url": "JOB_EVENTS_DLQ_URL",
             "portal_job_url_template": "PORTAL_JOB_URL_TEMPLATE",
+            "catalog_bucket": "CATALOG_BUCKET",
+            "catalog_cache_seconds": "CATALOG_CACHE_SECONDS",
         }
         return settings_from_env(cls, names, environ)

@@ -167,3 +167,135 @@ def test_throttled_item_is_reported_and_becomes_visible_after_its_back_off(
     assert again["messageId"] == record["messageId"]
     assert again["attributes"]["ApproximateReceiveCount"] == "2"
     assert platform.jobs.get("acme", req.job_id).status is JobStatus.QUEUED
+
+
+def _event(detail_type: str, resource: str, detail: dict[str, Any], at: Any) -> str:
+    return json.dumps(
+        {
+            "version": "0",
+            "id": f"evt-{detail_type}-{iso_utc(at)}",
+            "detail-type": detail_type,
+            "source": "aws.sagemaker",
+            "account": "123456789012",
+            "time": iso_utc(at),
+            "region": "us-east-1",
+            "resources": [resource],
+            "detail": detail,
+        },
+        default=str,
+    )
+
+
+def test_tuning_job_to_approved_model(handlers_env: Any, make: Any) -> None:
+    """A tuning job's trial, its completion (best model registered) and the tenant's approval,
+    all through the job-events Lambda entry point."""
+    from moto.sagemaker.models import sagemaker_backends
+    from training_common import ModelRepository, TrialRepository
+
+    platform = handlers_env
+    req = make.queue(
+        platform,
+        make.request(
+            tuning={
+                "objective_metric": "validation:rmse",
+                "objective_type": "Minimize",
+                "ranges": [
+                    {"name": "eta", "type": "Continuous", "min_value": 0.1, "max_value": 0.5}
+                ],
+                "max_training_jobs": 6,
+                "max_parallel_training_jobs": 2,
+            }
+        ),
+    )
+    record = platform.jobs.get("acme", req.job_id)
+    tags = [{"Key": "tenant", "Value": "acme"}, {"Key": "job", "Value": req.job_id}]
+    image = make.algorithm().image_uri
+    output = f"s3://artifacts-bucket/tenants/acme/jobs/{req.job_id}/output"
+    definition = {
+        "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File"},
+        "RoleArn": "arn:aws:iam::123456789012:role/sagemaker-training",
+        "OutputDataConfig": {"S3OutputPath": output},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 50},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+    tuning_arn = platform.sagemaker.create_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=record.tuning_job_name,
+        HyperParameterTuningJobConfig={
+            "Strategy": "Bayesian",
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 2},
+        },
+        TrainingJobDefinition=definition,
+        Tags=tags,
+    )["HyperParameterTuningJobArn"]
+    trial_name = f"{record.tuning_job_name}-001-0a1b2c3d"
+    platform.sagemaker.create_training_job(
+        TrainingJobName=trial_name, HyperParameters={"eta": "0.3"}, Tags=tags, **definition
+    )
+    backend = sagemaker_backends["123456789012"]["us-east-1"]
+    backend.hyper_parameter_tuning_jobs[record.tuning_job_name].best_training_job = {
+        "TrainingJobName": trial_name,
+        "TunedHyperParameters": {"eta": "0.3"},
+        "FinalHyperParameterTuningJobObjectiveMetric": {
+            "MetricName": "validation:rmse",
+            "Value": 0.2,
+        },
+    }
+    described = platform.sagemaker.describe_training_job(TrainingJobName=trial_name)
+    start = described["CreationTime"]
+    trial_detail = {
+        **{k: v for k, v in described.items() if k != "ResponseMetadata"},
+        "TuningJobArn": tuning_arn,
+        "FinalMetricDataList": [{"MetricName": "validation:rmse", "Value": 0.2}],
+        "LastModifiedTime": int((start + timedelta(minutes=5)).timestamp() * 1000),
+        "Tags": {t["Key"]: t["Value"] for t in tags},
+    }
+    tuning_detail = {
+        "HyperParameterTuningJobName": record.tuning_job_name,
+        "HyperParameterTuningJobArn": tuning_arn,
+        "HyperParameterTuningJobStatus": "Completed",
+        "TrainingJobStatusCounters": {"Completed": 1},
+        "ObjectiveStatusCounters": {"Succeeded": 1},
+        "LastModifiedTime": int((start + timedelta(minutes=6)).timestamp() * 1000),
+        "Tags": {t["Key"]: t["Value"] for t in tags},
+    }
+    bodies = [
+        make.sqs_record(
+            _event("SageMaker Training Job State Change", trial_name, trial_detail, start),
+            message_id="trial",
+        ),
+        make.sqs_record(
+            _event(
+                "SageMaker HyperParameter Tuning Job State Change", tuning_arn, tuning_detail, start
+            ),
+            message_id="tuning",
+        ),
+    ]
+
+    assert job_events_app.handler({"Records": bodies}, make.context) == {"batchItemFailures": []}
+
+    trials = TrialRepository.from_table_name("trials", platform.session)
+    trial = trials.get("acme", req.job_id, trial_name)
+    assert trial is not None and trial.objective_value == 0.2
+    models = ModelRepository.from_table_name("models", platform.session)
+    version = models.get("acme", req.job_id)
+    assert version is not None and version.model_package_arn is not None
+    assert version.training_job_name == trial_name
+    approval = {
+        "ModelPackageGroupName": "acme-models",
+        "ModelPackageVersion": version.model_version,
+        "ModelPackageArn": version.model_package_arn,
+        "ModelApprovalStatus": "Approved",
+        "CustomerMetadataProperties": {"job_id": req.job_id},
+        "LastModifiedTime": iso_utc(start + timedelta(minutes=30)),
+    }
+    approved = make.sqs_record(
+        _event("SageMaker Model Package State Change", version.model_package_arn, approval, start)
+    )
+
+    assert job_events_app.handler({"Records": [approved]}, make.context) == {
+        "batchItemFailures": []
+    }
+    decided = models.get("acme", req.job_id)
+    assert decided is not None and decided.approval_status.value == "Approved"
+    subjects = sorted(n.subject for n in platform.notifications.list_for_tenant("acme"))
+    assert subjects == [f"Model of job {req.job_id} approved", f"Tuning job {req.job_id} completed"]

@@ -10,7 +10,7 @@ from job_events.service import JobEventsService, Outcome
 from job_events.settings import JobEventsSettings
 from training_common import Job, JobStatus, QueueMessage
 
-T0 = 1_700_000_000_000  # epoch milliseconds
+T0 = 1_700_000_000_000  # epoch milliseconds (the sample events' base time)
 
 
 def make_service(platform: Any) -> JobEventsService:
@@ -19,56 +19,11 @@ def make_service(platform: Any) -> JobEventsService:
     )
 
 
-def state_change(
-    job_id: str,
-    status: str,
-    at_ms: int,
-    *,
-    tenant: str | None = "acme",
-    secondary: str | None = None,
-    **detail: Any,
-) -> QueueMessage:
-    tags = {"tenant": tenant, "job": job_id} if tenant else {}
-    event = {
-        "version": "0",
-        "id": f"evt-{status}-{at_ms}",
-        "detail-type": "SageMaker Training Job State Change",
-        "source": "aws.sagemaker",
-        "account": "123456789012",
-        "time": "2023-11-14T22:13:20Z",
-        "region": "us-east-1",
-        "resources": [f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job_id}"],
-        "detail": {
-            "TrainingJobName": job_id,
-            "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job_id}",
-            "TrainingJobStatus": status,
-            "SecondaryStatus": secondary or status,
-            "LastModifiedTime": at_ms,
-            "Tags": tags,
-            **detail,
-        },
-    }
-    return QueueMessage(message_id=f"m-{at_ms}", body=json.dumps(event), receipt_handle="rh")
-
-
-def completed(job_id: str, at_ms: int) -> QueueMessage:
-    return state_change(
-        job_id,
-        "Completed",
-        at_ms,
-        BillableTimeInSeconds=842,
-        FinalMetricDataList=[{"MetricName": "validation:rmse", "Value": 0.25, "Timestamp": at_ms}],
-        ModelArtifacts={
-            "S3ModelArtifacts": f"s3://artifacts-bucket/tenants/acme/jobs/{job_id}/output/"
-            f"{job_id}/output/model.tar.gz"
-        },
-    )
-
-
 def starting_job(platform: Any, make: Any) -> Job:
     req = make.queue(platform, make.request())
     platform.jobs.transition("acme", req.job_id, JobStatus.STARTING)
-    return platform.jobs.get("acme", req.job_id)
+    job: Job = platform.jobs.get("acme", req.job_id)
+    return job
 
 
 def subscribe(platform: Any, tenant: str) -> str:
@@ -87,16 +42,16 @@ def subscribe(platform: Any, tenant: str) -> str:
 
 
 def test_events_update_the_record_and_a_final_state_notifies_the_tenant_once(
-    platform: Any, make: Any
+    sample: Any, platform: Any, make: Any
 ) -> None:
     job = starting_job(platform, make)
     acme_inbox, globex_inbox = subscribe(platform, "acme"), subscribe(platform, "globex")
     service = make_service(platform)
 
-    assert service.handle(state_change(job.job_id, "InProgress", T0, secondary="Training")) is (
-        Outcome.APPLIED
-    )
-    assert service.handle(completed(job.job_id, T0 + 60_000)) is Outcome.APPLIED
+    assert service.handle(
+        sample.state_change(job.job_id, "InProgress", T0, secondary="Training")
+    ) is (Outcome.APPLIED)
+    assert service.handle(sample.completed(job.job_id, T0 + 60_000)) is Outcome.APPLIED
 
     record = platform.jobs.get("acme", job.job_id)
     assert record.status is JobStatus.COMPLETED
@@ -126,27 +81,29 @@ def test_events_update_the_record_and_a_final_state_notifies_the_tenant_once(
 
 
 def test_duplicate_final_event_changes_nothing_and_publishes_nothing_more(
-    platform: Any, make: Any
+    sample: Any, platform: Any, make: Any
 ) -> None:
     job = starting_job(platform, make)
     inbox = subscribe(platform, "acme")
     service = make_service(platform)
-    service.handle(completed(job.job_id, T0))
+    service.handle(sample.completed(job.job_id, T0))
     before = platform.jobs.get("acme", job.job_id)
 
-    assert service.handle(completed(job.job_id, T0)) is Outcome.STALE
+    assert service.handle(sample.completed(job.job_id, T0)) is Outcome.STALE
 
     assert platform.jobs.get("acme", job.job_id) == before
     assert len(platform.notifications.list_for_tenant("acme")) == 1
     assert len(platform.receive_all(inbox)) == 1
 
 
-def test_out_of_order_event_is_ignored_and_the_final_state_stays(platform: Any, make: Any) -> None:
+def test_out_of_order_event_is_ignored_and_the_final_state_stays(
+    sample: Any, platform: Any, make: Any
+) -> None:
     job = starting_job(platform, make)
     service = make_service(platform)
-    service.handle(completed(job.job_id, T0 + 60_000))
+    service.handle(sample.completed(job.job_id, T0 + 60_000))
 
-    late = state_change(job.job_id, "InProgress", T0, secondary="Downloading")
+    late = sample.state_change(job.job_id, "InProgress", T0, secondary="Downloading")
     assert service.handle(late) is Outcome.STALE
 
     record = platform.jobs.get("acme", job.job_id)
@@ -155,19 +112,23 @@ def test_out_of_order_event_is_ignored_and_the_final_state_stays(platform: Any, 
     assert [e.status for e in record.status_history][-1] is JobStatus.COMPLETED
 
 
-def test_a_newer_event_cannot_overwrite_a_final_state(platform: Any, make: Any) -> None:
+def test_a_newer_event_cannot_overwrite_a_final_state(
+    sample: Any, platform: Any, make: Any
+) -> None:
     job = starting_job(platform, make)
     service = make_service(platform)
-    service.handle(state_change(job.job_id, "Stopped", T0, FailureReason=None))
+    service.handle(sample.state_change(job.job_id, "Stopped", T0, FailureReason=None))
 
-    assert service.handle(state_change(job.job_id, "Failed", T0 + 1_000)) is Outcome.STALE
+    assert service.handle(sample.state_change(job.job_id, "Failed", T0 + 1_000)) is Outcome.STALE
     assert platform.jobs.get("acme", job.job_id).status is JobStatus.STOPPED
 
 
-def test_failed_job_notification_carries_the_failure_reason(platform: Any, make: Any) -> None:
+def test_failed_job_notification_carries_the_failure_reason(
+    sample: Any, platform: Any, make: Any
+) -> None:
     job = starting_job(platform, make)
     make_service(platform).handle(
-        state_change(job.job_id, "Failed", T0, FailureReason="AlgorithmError: out of memory")
+        sample.state_change(job.job_id, "Failed", T0, FailureReason="AlgorithmError: out of memory")
     )
 
     record = platform.jobs.get("acme", job.job_id)
@@ -178,7 +139,7 @@ def test_failed_job_notification_carries_the_failure_reason(platform: Any, make:
 
 
 def test_interrupted_publish_is_finished_by_the_redelivery_exactly_once(
-    platform: Any, make: Any, monkeypatch: pytest.MonkeyPatch
+    sample: Any, platform: Any, make: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job = starting_job(platform, make)
     inbox = subscribe(platform, "acme")
@@ -190,41 +151,49 @@ def test_interrupted_publish_is_finished_by_the_redelivery_exactly_once(
 
     monkeypatch.setattr(service.sns, "publish", broken)
     with pytest.raises(ConnectionError):
-        service.handle(completed(job.job_id, T0))
+        service.handle(sample.completed(job.job_id, T0))
     [pending] = platform.notifications.list_for_tenant("acme")
     assert pending.published is False
 
     monkeypatch.setattr(service.sns, "publish", real_publish)
-    assert service.handle(completed(job.job_id, T0)) is Outcome.STALE
-    assert service.handle(completed(job.job_id, T0)) is Outcome.STALE
+    assert service.handle(sample.completed(job.job_id, T0)) is Outcome.STALE
+    assert service.handle(sample.completed(job.job_id, T0)) is Outcome.STALE
 
     [done] = platform.notifications.list_for_tenant("acme")
     assert done.published is True
     assert len(platform.receive_all(inbox)) == 1
 
 
-def test_event_for_an_unknown_job_is_ignored_without_creating_a_record(platform: Any) -> None:
+def test_event_for_an_unknown_job_is_ignored_without_creating_a_record(
+    sample: Any, platform: Any
+) -> None:
     outcome = make_service(platform).handle(
-        state_change("acme-20240101000000-abcdef", "InProgress", T0)
+        sample.state_change("acme-20240101000000-abcdef", "InProgress", T0)
     )
 
     assert outcome is Outcome.UNKNOWN_JOB
     assert platform.jobs.get("acme", "acme-20240101000000-abcdef") is None
 
 
-def test_event_for_a_job_without_a_tenant_tag_is_ignored(platform: Any, make: Any) -> None:
+def test_event_for_a_job_without_a_tenant_tag_is_ignored(
+    sample: Any, platform: Any, make: Any
+) -> None:
     job = starting_job(platform, make)
 
-    outcome = make_service(platform).handle(state_change(job.job_id, "Completed", T0, tenant=None))
+    outcome = make_service(platform).handle(
+        sample.state_change(job.job_id, "Completed", T0, tenant=None)
+    )
 
     assert outcome is Outcome.NOT_PLATFORM_JOB
     assert platform.jobs.get("acme", job.job_id).status is JobStatus.STARTING
 
 
-def test_artifacts_outside_the_jobs_prefix_are_not_recorded(platform: Any, make: Any) -> None:
+def test_artifacts_outside_the_jobs_prefix_are_not_recorded(
+    sample: Any, platform: Any, make: Any
+) -> None:
     job = starting_job(platform, make)
     make_service(platform).handle(
-        state_change(
+        sample.state_change(
             job.job_id,
             "Completed",
             T0,
@@ -234,6 +203,12 @@ def test_artifacts_outside_the_jobs_prefix_are_not_recorded(platform: Any, make:
     record = platform.jobs.get("acme", job.job_id)
     assert record.status is JobStatus.COMPLETED
     assert record.model_artifact_key is None
+    # Nothing to register: the event waits on the dead-letter queue for an operator.
+    [parked] = platform.receive_all(platform.env["JOB_EVENTS_DLQ_URL"])
+    assert parked["MessageAttributes"]["failure_reason"]["StringValue"] == (
+        f"cannot register the model: job {job.job_id} completed without a model artifact "
+        "under its prefix"
+    )
 
 
 @pytest.mark.parametrize(
@@ -261,9 +236,11 @@ def test_unreadable_event_goes_to_the_dead_letter_queue_with_its_reason(
     assert parked["MessageAttributes"]["source_message_id"]["StringValue"] == "m-bad"
 
 
-def test_unknown_sagemaker_status_goes_to_the_dead_letter_queue(platform: Any, make: Any) -> None:
+def test_unknown_sagemaker_status_goes_to_the_dead_letter_queue(
+    sample: Any, platform: Any, make: Any
+) -> None:
     job = starting_job(platform, make)
-    outcome = make_service(platform).handle(state_change(job.job_id, "Hibernating", T0))
+    outcome = make_service(platform).handle(sample.state_change(job.job_id, "Hibernating", T0))
 
     assert outcome is Outcome.DEAD_LETTERED
     [parked] = platform.receive_all(platform.env["JOB_EVENTS_DLQ_URL"])
@@ -274,15 +251,17 @@ def test_unknown_sagemaker_status_goes_to_the_dead_letter_queue(platform: Any, m
     assert platform.jobs.get("acme", job.job_id).status is JobStatus.STARTING
 
 
-def test_a_final_state_is_counted_for_the_operators_dashboard(platform: Any, make: Any) -> None:
+def test_a_final_state_is_counted_for_the_operators_dashboard(
+    sample: Any, platform: Any, make: Any
+) -> None:
     """The Observability stack's failed-jobs alarm reads TrainingJobsFailed (service=job_events)."""
     from job_events import service as module
 
     module.metrics.clear_metrics()
     job = starting_job(platform, make)
     service = make_service(platform)
-    service.handle(state_change(job.job_id, "Failed", T0, FailureReason="AlgorithmError"))
-    service.handle(state_change(job.job_id, "Failed", T0, FailureReason="AlgorithmError"))
+    service.handle(sample.state_change(job.job_id, "Failed", T0, FailureReason="AlgorithmError"))
+    service.handle(sample.state_change(job.job_id, "Failed", T0, FailureReason="AlgorithmError"))
 
     counted = module.metrics.metric_set
     assert counted["TrainingJobsFailed"]["Value"] == [1.0], "a duplicate is not counted twice"
