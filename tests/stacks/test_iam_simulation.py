@@ -6,9 +6,12 @@ offline IAM policy simulator (``@cloud-copilot/iam-simulate``, run by ``tests/ia
 for a matrix of requests: what the portal and the handlers do for tenant acme must be allowed;
 the same on globex's resources, on a tenant ``acme2`` whose prefix starts with ``acme``, from a
 session without the tenant tag, with several DynamoDB partition keys, or from the portal's
-instance role, must be denied. The matrix is printed when a row disagrees.
+instance role, must be denied. That covers training and tuning jobs (by their tenant tag), the
+model registry (ARNs built from the tenant id, approval status only to a decision), and the
+trials and models tables. The handlers may create only isolated, encrypted, tagged jobs and
+register model versions only as pending approval. The matrix is printed when a row disagrees.
 
-The matrix is also run against policies with one tenant condition removed, and must then fail:
+The matrices are also run against policies with one condition removed, and must then fail:
 a test that passes because it evaluates nothing would pass those too.
 """
 
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from training_common import model_package_group_name, tuning_job_name
 
 from tests.conftest import Synthesized
 from tests.iam.policies import DeployedPolicies, simulate
@@ -70,6 +74,8 @@ class Platform:
         self.tenants = d.find("Training", "AWS::DynamoDB::Table", "Tenants")
         self.jobs = d.find("Training", "AWS::DynamoDB::Table", "Jobs")
         self.notifications = d.find("Training", "AWS::DynamoDB::Table", "Notifications")
+        self.trials = d.find("Training", "AWS::DynamoDB::Table", "Trials")
+        self.models = d.find("Training", "AWS::DynamoDB::Table", "Models")
         self.requests_queue = d.find("Training", "AWS::SQS::Queue", "TrainingRequests0")
         self.tenant_role = d.find("DataLake", "AWS::IAM::Role", "TenantAccessRole")
         self.instance_role = d.find("Portal", "AWS::IAM::Role", "FleetInstanceRole")
@@ -84,7 +90,20 @@ class Platform:
         return f"{self.deployed.arn(*bucket)}/{key}"
 
     def training_job(self, name: str) -> str:
-        return f"arn:aws:sagemaker:{self.region}:{self.account}:training-job/{name}"
+        return self.sagemaker(f"training-job/{name}")
+
+    def tuning_job(self, name: str) -> str:
+        return self.sagemaker(f"hyper-parameter-tuning-job/{name}")
+
+    def model_package_group(self, tenant: str) -> str:
+        return self.sagemaker(f"model-package-group/{model_package_group_name(tenant)}")
+
+    def model_package(self, tenant: str, version: int) -> str:
+        """A version's ARN: model-package/<group>/<version>."""
+        return self.sagemaker(f"model-package/{model_package_group_name(tenant)}/{version}")
+
+    def sagemaker(self, resource: str) -> str:
+        return f"arn:aws:sagemaker:{self.region}:{self.account}:{resource}"
 
 
 def evaluate(cases: list[Case], platform: Platform) -> list[tuple[Case, str, Any]]:
@@ -169,6 +188,11 @@ def tenant_matrix(p: Platform, tenant_policies: list[dict[str, Any]]) -> list[Ca
     s3_object(acme, "s3:GetObject", artifacts(model.format("globex", "globex")), DENIED)
     s3_object(acme, "s3:GetObject", artifacts(model.format("acme2", "acme2")), DENIED)
     s3_object(acme, "s3:PutObject", artifacts(model.format("acme", "acme")), DENIED)
+    # A tuning job's best model: SageMaker appends the training job name to the output path.
+    trial = "tenants/{0}/jobs/{0}-0002/output/{1}-001-0a1b2c3d/output/model.tar.gz"
+    for tenant, expected in (("acme", ALLOWED), ("globex", DENIED), ("acme2", DENIED)):
+        key = trial.format(tenant, tuning_job_name(f"{tenant}-0002"))
+        s3_object(acme, "s3:GetObject", artifacts(key), expected)
     s3_object(acme, "s3:GetObject", data("tenants"), DENIED)
     cases.append(
         Case(acme, "s3:GetObject", p.object(p.catalog_bucket, "algorithms/xgboost.json"), DENIED)
@@ -259,12 +283,152 @@ def tenant_matrix(p: Platform, tenant_policies: list[dict[str, Any]]) -> list[Ca
             )
         )
     cases.append(Case(acme, "sagemaker:CreateTrainingJob", p.training_job("acme-0003"), DENIED))
+    cases += tenant_tuning_and_registry_cases(p, acme, untagged)
+    cases += tenant_trials_and_models_cases(p, acme, untagged)
 
     # SQS: the portal queues the tenant's request; a session without the tag can't.
     queue = d.arn(*p.requests_queue)
     cases.append(Case(acme, "sqs:SendMessage", queue, ALLOWED))
     cases.append(Case(untagged, "sqs:SendMessage", queue, DENIED))
     cases.append(Case(acme, "sqs:ReceiveMessage", queue, DENIED))
+    return cases
+
+
+def tenant_tuning_and_registry_cases(
+    p: Platform, acme: Principal, untagged: Principal
+) -> list[Case]:
+    """Tuning jobs by their tenant tag; the registry by ARNs built from the tenant id."""
+    cases: list[Case] = []
+    for action in (
+        "sagemaker:DescribeHyperParameterTuningJob",
+        "sagemaker:StopHyperParameterTuningJob",
+    ):
+        for tag, expected in (("acme", ALLOWED), ("globex", DENIED), ("acme2", DENIED)):
+            cases.append(
+                Case(
+                    acme,
+                    action,
+                    p.tuning_job(tuning_job_name(f"{tag}-0001")),
+                    expected,
+                    {"aws:ResourceTag/tenant": tag},
+                )
+            )
+        cases.append(Case(acme, action, p.tuning_job(tuning_job_name("untagged-0001")), DENIED))
+        cases.append(
+            Case(
+                untagged,
+                action,
+                p.tuning_job(tuning_job_name("acme-0002")),
+                DENIED,
+                {"aws:ResourceTag/tenant": "acme"},
+            )
+        )
+    cases.append(
+        Case(
+            acme,
+            "sagemaker:CreateHyperParameterTuningJob",
+            p.tuning_job(tuning_job_name("acme-0003")),
+            DENIED,
+            {"aws:RequestTag/tenant": "acme"},
+        )
+    )
+    # The registry: acme's group and versions; not globex's, not acme2's, and not those of a
+    # tenant called acme-models (group acme-models-models), whose names start like acme's.
+    others = (("globex", DENIED), ("acme2", DENIED), ("acme-models", DENIED))
+    for tenant, expected in (("acme", ALLOWED), *others):
+        cases.append(
+            Case(acme, "sagemaker:DescribeModelPackage", p.model_package(tenant, 1), expected)
+        )
+        cases.append(
+            Case(
+                acme, "sagemaker:DescribeModelPackageGroup", p.model_package_group(tenant), expected
+            )
+        )
+        for decision in ("Approved", "Rejected"):
+            cases.append(
+                Case(
+                    acme,
+                    "sagemaker:UpdateModelPackage",
+                    p.model_package(tenant, 2),
+                    expected,
+                    {"sagemaker:ModelApprovalStatus": decision},
+                )
+            )
+    own = p.model_package("acme", 3)
+    cases += [
+        # Only a decision: not back to pending, and not an update that sets no status.
+        Case(
+            acme,
+            "sagemaker:UpdateModelPackage",
+            own,
+            DENIED,
+            {"sagemaker:ModelApprovalStatus": "PendingManualApproval"},
+        ),
+        Case(acme, "sagemaker:UpdateModelPackage", own, DENIED),
+        Case(untagged, "sagemaker:DescribeModelPackage", own, DENIED),
+        Case(
+            untagged,
+            "sagemaker:UpdateModelPackage",
+            own,
+            DENIED,
+            {"sagemaker:ModelApprovalStatus": "Approved"},
+        ),
+        Case(
+            untagged, "sagemaker:DescribeModelPackageGroup", p.model_package_group("acme"), DENIED
+        ),
+        # Registering, deleting and listing are not the tenant's (the portal lists from DynamoDB).
+        Case(
+            acme,
+            "sagemaker:CreateModelPackage",
+            p.model_package("acme", 4),
+            DENIED,
+            {"sagemaker:ModelApprovalStatus": "PendingManualApproval"},
+        ),
+        Case(acme, "sagemaker:DeleteModelPackage", own, DENIED),
+        Case(
+            acme,
+            "sagemaker:CreateModelPackageGroup",
+            p.model_package_group("acme"),
+            DENIED,
+            {"aws:RequestTag/tenant": "acme"},
+        ),
+        Case(acme, "sagemaker:ListModelPackages", "*", DENIED),
+        Case(acme, "sagemaker:ListHyperParameterTuningJobs", "*", DENIED),
+    ]
+    return cases
+
+
+def tenant_trials_and_models_cases(p: Platform, acme: Principal, untagged: Principal) -> list[Case]:
+    """Trials are read-only for tenants; model versions readable and their decisions writable,
+    only in the tenant's own partition."""
+    d = p.deployed
+    trials = d.arn(*p.trials)
+    by_objective = f"{trials}/index/ByObjective"
+    models = d.arn(*p.models)
+    cases: list[Case] = []
+
+    def item(principal: Principal, action: str, table: str, keys: list[str], expected: str) -> None:
+        cases.append(Case(principal, action, table, expected, {"dynamodb:LeadingKeys": keys}))
+
+    for table, actions in (
+        (trials, ("dynamodb:GetItem", "dynamodb:Query")),
+        (models, ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem")),
+    ):
+        for action in actions:
+            item(acme, action, table, ["acme"], ALLOWED)
+            item(acme, action, table, ["globex"], DENIED)
+            item(acme, action, table, ["acme2"], DENIED)
+            item(untagged, action, table, ["acme"], DENIED)
+        item(acme, "dynamodb:PutItem", table, ["acme"], DENIED)  # the handler writes them
+        item(acme, "dynamodb:DeleteItem", table, ["acme"], DENIED)
+        item(acme, "dynamodb:GetItem", table, ["acme", "globex"], DENIED)
+        item(acme, "dynamodb:BatchGetItem", table, ["acme"], DENIED)
+        item(acme, "dynamodb:Scan", table, [], DENIED)
+    item(acme, "dynamodb:UpdateItem", trials, ["acme"], DENIED)
+    item(acme, "dynamodb:Query", by_objective, ["acme"], ALLOWED)
+    item(acme, "dynamodb:Query", by_objective, ["globex"], DENIED)
+    item(acme, "dynamodb:Query", by_objective, ["acme", "globex"], DENIED)
+    item(untagged, "dynamodb:Query", by_objective, ["acme"], DENIED)
     return cases
 
 
@@ -331,6 +495,55 @@ def platform_matrix(p: Platform) -> list[Case]:
             {"aws:ResourceTag/tenant": "acme"},
         ),
         Case(instance, "sqs:SendMessage", d.arn(*p.requests_queue), DENIED),
+        Case(
+            instance,
+            "sagemaker:StopHyperParameterTuningJob",
+            p.tuning_job(tuning_job_name("acme-0001")),
+            DENIED,
+            {"aws:ResourceTag/tenant": "acme"},
+        ),
+        Case(
+            instance,
+            "sagemaker:DescribeHyperParameterTuningJob",
+            p.tuning_job(tuning_job_name("acme-0001")),
+            DENIED,
+            {"aws:ResourceTag/tenant": "acme"},
+        ),
+        Case(instance, "sagemaker:DescribeModelPackage", p.model_package("acme", 1), DENIED),
+        Case(
+            instance,
+            "sagemaker:UpdateModelPackage",
+            p.model_package("acme", 1),
+            DENIED,
+            {"sagemaker:ModelApprovalStatus": "Approved"},
+        ),
+        Case(
+            instance, "sagemaker:DescribeModelPackageGroup", p.model_package_group("acme"), DENIED
+        ),
+        Case(
+            instance, "dynamodb:Query", d.arn(*p.trials), DENIED, {"dynamodb:LeadingKeys": ["acme"]}
+        ),
+        Case(
+            instance,
+            "dynamodb:Query",
+            f"{d.arn(*p.trials)}/index/ByObjective",
+            DENIED,
+            {"dynamodb:LeadingKeys": ["acme"]},
+        ),
+        Case(
+            instance,
+            "dynamodb:GetItem",
+            d.arn(*p.models),
+            DENIED,
+            {"dynamodb:LeadingKeys": ["acme"]},
+        ),
+        Case(
+            instance,
+            "dynamodb:UpdateItem",
+            d.arn(*p.models),
+            DENIED,
+            {"dynamodb:LeadingKeys": ["acme"]},
+        ),
         # Administration: the instance role writes tenant records (onboarding, quotas).
         Case(
             instance,
@@ -390,6 +603,8 @@ def platform_matrix(p: Platform) -> list[Case]:
         )
     )
     cases += create_training_job_cases(p, launch)
+    cases += create_tuning_job_cases(p, launch)
+    cases += job_events_registry_cases(p, events)
     # The handlers: what they do for acme's jobs.
     cases += [
         Case(
@@ -466,20 +681,21 @@ def platform_matrix(p: Platform) -> list[Case]:
     return cases
 
 
-def create_training_job_cases(p: Platform, launch: Principal) -> list[Case]:
-    """The launch handler creates only network-isolated jobs in the training subnets and
-    security group, with the data key, tagged with a tenant."""
+def isolated_job_request(launch: Principal, action: str) -> dict[str, Any]:
+    """The request context of a job the launch handler builds: network isolated, encrypted
+    inter-container traffic, one training subnet, the training group, the data key, tags."""
     [statement] = [
         s
         for document in launch.policies
         for s in document["policy"]["Statement"]
-        if s.get("Action") == "sagemaker:CreateTrainingJob"
+        if s.get("Action") == action
     ]
     subnets = statement["Condition"]["ForAllValues:StringEquals"]["sagemaker:VpcSubnets"]
     groups = statement["Condition"]["ForAllValues:StringEquals"]["sagemaker:VpcSecurityGroupIds"]
     key = statement["Condition"]["ArnEquals"]["sagemaker:VolumeKmsKeyArn"]
-    allowed = {
+    return {
         "sagemaker:NetworkIsolation": "true",
+        "sagemaker:InterContainerTrafficEncryption": "true",
         "sagemaker:VpcSubnets": subnets[:1],
         "sagemaker:VpcSecurityGroupIds": groups,
         "sagemaker:VolumeKmsKeyArn": key,
@@ -487,11 +703,53 @@ def create_training_job_cases(p: Platform, launch: Principal) -> list[Case]:
         "aws:RequestTag/tenant": "acme",
         "aws:TagKeys": ["tenant", "job"],
     }
-    job = p.training_job("acme-0001")
-    action = "sagemaker:CreateTrainingJob"
+
+
+def create_training_job_cases(p: Platform, launch: Principal) -> list[Case]:
+    """The launch handler creates only network-isolated jobs in the training subnets and
+    security group, with the data key, tagged with a tenant."""
+    return isolated_job_cases(launch, "sagemaker:CreateTrainingJob", p.training_job("acme-0001"))
+
+
+def create_tuning_job_cases(p: Platform, launch: Principal) -> list[Case]:
+    """Tuning jobs under the same guardrails (SageMaker starts their training jobs from the
+    checked definition); describing and tagging them for idempotent redelivery."""
+    job = p.tuning_job(tuning_job_name("acme-0001"))
+    return [
+        *isolated_job_cases(launch, "sagemaker:CreateHyperParameterTuningJob", job),
+        Case(launch, "sagemaker:DescribeHyperParameterTuningJob", job, ALLOWED),
+        Case(
+            launch,
+            "sagemaker:AddTags",
+            job,
+            ALLOWED,
+            {"aws:RequestTag/tenant": "acme", "aws:TagKeys": ["tenant", "job"]},
+        ),
+        Case(launch, "sagemaker:StopHyperParameterTuningJob", job, DENIED),
+        Case(
+            launch,
+            "sagemaker:CreateModelPackage",
+            p.model_package("acme", 1),
+            DENIED,
+            {"sagemaker:ModelApprovalStatus": "PendingManualApproval"},
+        ),
+    ]
+
+
+def isolated_job_cases(launch: Principal, action: str, job: str) -> list[Case]:
+    """``action`` on ``job`` allowed as the launch handler builds it, denied with any guardrail
+    missing."""
+    allowed = isolated_job_request(launch, action)
     return [
         Case(launch, action, job, ALLOWED, allowed),
         Case(launch, action, job, DENIED, {**allowed, "sagemaker:NetworkIsolation": "false"}),
+        Case(
+            launch,
+            action,
+            job,
+            DENIED,
+            {**allowed, "sagemaker:InterContainerTrafficEncryption": "false"},
+        ),
         Case(launch, action, job, DENIED, {**allowed, "sagemaker:VpcSubnets": ["subnet-other"]}),
         Case(
             launch,
@@ -517,6 +775,141 @@ def create_training_job_cases(p: Platform, launch: Principal) -> list[Case]:
             DENIED,
             {k: v for k, v in allowed.items() if k != "sagemaker:VpcSubnets"},
         ),
+    ]
+
+
+def job_events_registry_cases(p: Platform, events: Principal) -> list[Case]:
+    """The job-events handler follows jobs, keeps the registry (groups with a tenant tag,
+    versions only pending approval, never a decision), reads metrics, writes trials, model
+    versions and the metrics document into the job's prefix."""
+    d = p.deployed
+    tuning = p.tuning_job(tuning_job_name("acme-0001"))
+    version = p.model_package("acme", 1)
+    group = p.model_package_group("acme")
+    pending = {"sagemaker:ModelApprovalStatus": "PendingManualApproval"}
+    artifacts_policy = d.resource_policy(*p.artifacts_bucket)
+    metrics = p.object(
+        p.artifacts_bucket, "tenants/acme/jobs/acme-0001/registry/model-metrics.json"
+    )
+    via_s3 = {"kms:ViaService": f"s3.{p.region}.amazonaws.com"}
+
+    def item(action: str, table: tuple[str, str], expected: str) -> Case:
+        return Case(events, action, d.arn(*table), expected, {"dynamodb:LeadingKeys": ["acme"]})
+
+    return [
+        Case(events, "sagemaker:DescribeHyperParameterTuningJob", tuning, ALLOWED),
+        Case(events, "sagemaker:DescribeTrainingJob", p.training_job("acme-0001"), ALLOWED),
+        Case(events, "sagemaker:StopHyperParameterTuningJob", tuning, DENIED),
+        Case(
+            events,
+            "sagemaker:CreateModelPackageGroup",
+            group,
+            ALLOWED,
+            {"aws:RequestTag/tenant": "acme", "aws:TagKeys": ["tenant"]},
+        ),
+        Case(events, "sagemaker:CreateModelPackageGroup", group, DENIED, {"aws:TagKeys": []}),
+        Case(
+            events,
+            "sagemaker:CreateModelPackageGroup",
+            p.sagemaker("model-package-group/acme-experiments"),
+            DENIED,
+            {"aws:RequestTag/tenant": "acme", "aws:TagKeys": ["tenant"]},
+        ),
+        Case(events, "sagemaker:DescribeModelPackageGroup", group, ALLOWED),
+        Case(events, "sagemaker:DescribeModelPackage", version, ALLOWED),
+        Case(
+            events,
+            "sagemaker:DescribeModelPackage",
+            p.sagemaker("model-package/acme-experiments/1"),
+            DENIED,
+        ),
+        Case(
+            events,
+            "s3:GetObject",
+            p.object(p.catalog_bucket, "algorithms/xgboost.json"),
+            ALLOWED,
+            resource_policy=d.resource_policy(*p.catalog_bucket),
+        ),
+        Case(events, "sagemaker:CreateModelPackage", version, ALLOWED, pending),
+        Case(
+            events,
+            "sagemaker:CreateModelPackage",
+            version,
+            DENIED,
+            {"sagemaker:ModelApprovalStatus": "Approved"},
+        ),
+        Case(events, "sagemaker:CreateModelPackage", p.model_package("acme", 2), DENIED),
+        Case(
+            events,
+            "sagemaker:CreateModelPackage",
+            p.sagemaker("model-package/acme-experiments/1"),
+            DENIED,
+            pending,
+        ),
+        Case(
+            events,
+            "sagemaker:UpdateModelPackage",
+            version,
+            DENIED,
+            {"sagemaker:ModelApprovalStatus": "Approved"},
+        ),
+        Case(events, "sagemaker:DeleteModelPackage", version, DENIED),
+        Case(
+            events,
+            "sagemaker:AddTags",
+            group,
+            ALLOWED,
+            {"aws:RequestTag/tenant": "acme", "aws:TagKeys": ["tenant"]},
+        ),
+        Case(
+            events,
+            "sagemaker:CreateModelPackageGroup",
+            group,
+            DENIED,
+            {"aws:RequestTag/tenant": "acme", "aws:TagKeys": ["tenant", "owner"]},
+        ),
+        Case(events, "sagemaker:ListTags", group, DENIED),
+        Case(
+            events,
+            "s3:PutObject",
+            p.object(p.artifacts_bucket, "tenants/acme/jobs/acme-0001/output/model.tar.gz"),
+            DENIED,
+            resource_policy=artifacts_policy,
+        ),
+        Case(events, "cloudwatch:GetMetricData", "*", ALLOWED),
+        Case(events, "s3:PutObject", metrics, ALLOWED, resource_policy=artifacts_policy),
+        Case(
+            events,
+            "s3:PutObject",
+            p.object(p.artifacts_bucket, "tenants/acme/datasets/readings.csv"),
+            DENIED,
+            resource_policy=artifacts_policy,
+        ),
+        Case(events, "s3:GetObject", metrics, DENIED, resource_policy=artifacts_policy),
+        Case(
+            events,
+            "kms:GenerateDataKey",
+            d.arn(*p.data_key),
+            ALLOWED,
+            via_s3,
+            d.resource_policy(*p.data_key),
+        ),
+        Case(
+            events,
+            "kms:Decrypt",
+            d.arn(*p.data_key),
+            DENIED,
+            {},
+            d.resource_policy(*p.data_key),
+        ),
+        item("dynamodb:PutItem", p.trials, ALLOWED),
+        item("dynamodb:Query", p.trials, DENIED),
+        item("dynamodb:UpdateItem", p.trials, DENIED),
+        item("dynamodb:GetItem", p.models, ALLOWED),
+        item("dynamodb:PutItem", p.models, ALLOWED),
+        item("dynamodb:UpdateItem", p.models, ALLOWED),
+        item("dynamodb:DeleteItem", p.models, DENIED),
+        item("dynamodb:Scan", p.models, DENIED),
     ]
 
 
@@ -568,17 +961,58 @@ def _without_resource_tag(policies: list[dict[str, Any]]) -> None:
         statement.get("Condition", {}).get("StringEquals", {}).pop("aws:ResourceTag/tenant", None)
 
 
+def _any_model_package_group(policies: list[dict[str, Any]]) -> None:
+    for statement in _statements(policies):
+        if "sagemaker:" in json.dumps(statement["Action"]):
+            resources = json.dumps(statement.get("Resource", []))
+            statement["Resource"] = json.loads(resources.replace(TENANT_VARIABLE, "*"))
+
+
+def _without_approval_status(policies: list[dict[str, Any]]) -> None:
+    for statement in _statements(policies):
+        statement.get("Condition", {}).get("StringEquals", {}).pop(
+            "sagemaker:ModelApprovalStatus", None
+        )
+
+
 @pytest.mark.parametrize(
     ("mutation", "must_flip"),
     [
         (_without_leading_keys, "acme | dynamodb:GetItem | {jobs} dynamodb:LeadingKeys=['globex']"),
+        (
+            _without_leading_keys,
+            "acme | dynamodb:Query | {trials}/index/ByObjective dynamodb:LeadingKeys=['globex']",
+        ),
+        (
+            _without_leading_keys,
+            "acme | dynamodb:UpdateItem | {models} dynamodb:LeadingKeys=['globex']",
+        ),
         (_any_prefix, "acme | s3:GetObject | {data}/tenants/globex/datasets/readings.csv"),
         (
             _without_resource_tag,
             "acme | sagemaker:StopTrainingJob | {job} aws:ResourceTag/tenant=globex",
         ),
+        (
+            _without_resource_tag,
+            "acme | sagemaker:StopHyperParameterTuningJob | {tuning} aws:ResourceTag/tenant=globex",
+        ),
+        (_any_model_package_group, "acme | sagemaker:DescribeModelPackage | {acme2_version}"),
+        (
+            _without_approval_status,
+            "acme | sagemaker:UpdateModelPackage | {own_version} "
+            "sagemaker:ModelApprovalStatus=PendingManualApproval",
+        ),
     ],
-    ids=["no LeadingKeys condition", "no tenant in the S3 prefix", "no ResourceTag condition"],
+    ids=[
+        "no LeadingKeys condition",
+        "no LeadingKeys condition on the trials index",
+        "no LeadingKeys condition on the models table",
+        "no tenant in the S3 prefix",
+        "no ResourceTag condition",
+        "no ResourceTag condition on tuning jobs",
+        "no tenant in the model package ARN",
+        "no approval status condition",
+    ],
 )
 def test_the_matrix_fails_when_a_tenant_condition_is_removed(
     platform: Platform, mutation: Callable[[list[dict[str, Any]]], None], must_flip: str
@@ -589,9 +1023,119 @@ def test_the_matrix_fails_when_a_tenant_condition_is_removed(
     flipped = mismatches(decisions)
     expected = must_flip.format(
         jobs=platform.deployed.arn(*platform.jobs),
+        trials=platform.deployed.arn(*platform.trials),
+        models=platform.deployed.arn(*platform.models),
         data=platform.deployed.arn(*platform.data_bucket),
         job=platform.training_job("globex-0001"),
+        tuning=platform.tuning_job(tuning_job_name("globex-0001")),
+        acme2_version=platform.model_package("acme2", 1),
+        own_version=platform.model_package("acme", 3),
     )
     assert any(line.startswith(f"{expected}: expected Denied, got Allowed") for line in flipped), (
         "\n".join(flipped) or table(decisions)
+    )
+
+
+# The handlers' guardrails, removed one at a time: the request without it must then pass.
+
+
+def _without_condition(action: str, operator: str, key: str) -> Callable[[list[Any]], None]:
+    def mutate(policies: list[dict[str, Any]]) -> None:
+        [statement] = [s for s in _statements(policies) if s.get("Action") == action]
+        del statement["Condition"][operator][key]
+        if not statement["Condition"][operator]:
+            del statement["Condition"][operator]
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    ("role", "mutation", "action", "context"),
+    [
+        (
+            "launch",
+            _without_condition(
+                "sagemaker:CreateHyperParameterTuningJob", "Bool", "sagemaker:NetworkIsolation"
+            ),
+            "sagemaker:CreateHyperParameterTuningJob",
+            {"sagemaker:NetworkIsolation": "false"},
+        ),
+        (
+            "launch",
+            _without_condition(
+                "sagemaker:CreateHyperParameterTuningJob",
+                "Bool",
+                "sagemaker:InterContainerTrafficEncryption",
+            ),
+            "sagemaker:CreateHyperParameterTuningJob",
+            {"sagemaker:InterContainerTrafficEncryption": "false"},
+        ),
+        (
+            "launch",
+            _without_condition(
+                "sagemaker:CreateHyperParameterTuningJob", "ArnEquals", "sagemaker:OutputKmsKeyArn"
+            ),
+            "sagemaker:CreateHyperParameterTuningJob",
+            {"sagemaker:OutputKmsKeyArn": "arn:aws:kms:eu-west-1:111111111111:key/other"},
+        ),
+        (
+            "launch",
+            _without_condition(
+                "sagemaker:CreateTrainingJob", "Bool", "sagemaker:InterContainerTrafficEncryption"
+            ),
+            "sagemaker:CreateTrainingJob",
+            {"sagemaker:InterContainerTrafficEncryption": "false"},
+        ),
+        (
+            "events",
+            _without_condition(
+                "sagemaker:CreateModelPackage", "StringEquals", "sagemaker:ModelApprovalStatus"
+            ),
+            "sagemaker:CreateModelPackage",
+            {"sagemaker:ModelApprovalStatus": "Approved"},
+        ),
+        (
+            "events",
+            _without_condition(
+                "sagemaker:CreateModelPackageGroup", "Null", "aws:RequestTag/tenant"
+            ),
+            "sagemaker:CreateModelPackageGroup",
+            {"aws:TagKeys": []},
+        ),
+    ],
+    ids=[
+        "tuning without network isolation",
+        "tuning without inter-container encryption",
+        "tuning with another output key",
+        "training without inter-container encryption",
+        "a version registered as approved",
+        "a group without a tenant tag",
+    ],
+)
+def test_the_handler_matrix_fails_when_a_guardrail_is_removed(
+    platform: Platform,
+    role: str,
+    mutation: Callable[[list[dict[str, Any]]], None],
+    action: str,
+    context: dict[str, Any],
+) -> None:
+    d = platform.deployed
+    role_id = platform.launch_role if role == "launch" else platform.events_role
+    policies = copy.deepcopy(d.role_policies(*role_id))
+    mutation(policies)
+    principal = Principal(f"{role} handler", platform.session(role_id, role), policies)
+    cases = (
+        create_training_job_cases(platform, principal)
+        + create_tuning_job_cases(platform, principal)
+        if role == "launch"
+        else job_events_registry_cases(platform, principal)
+    )
+    decisions = evaluate(cases, platform)
+    flipped = [
+        case
+        for case, decision, _ in decisions
+        if case.expected == DENIED and decision == ALLOWED and case.action == action
+    ]
+    assert any(all(case.context.get(k) == v for k, v in context.items()) for case in flipped), (
+        table(decisions)
     )

@@ -355,6 +355,9 @@ def test_user_data_sets_every_variable_the_portal_requires(full: Synthesized) ->
     assert environment["PORT"] == "8080"
     assert environment["ADMIN_GROUP"] == "admins"
     assert "TrainingRequests" in environment["TRAINING_REQUESTS_QUEUE_URL"]
+    # The tuning job page reads the trials, the models page the versions (training's tables).
+    assert "Trials31C8D880" in environment["TRIALS_TABLE"]
+    assert "ModelsC55D3500" in environment["MODELS_TABLE"]
 
 
 def test_user_data_installs_offline_and_runs_a_restarting_service(full: Synthesized) -> None:
@@ -410,13 +413,16 @@ def test_instance_role_does_exactly_what_portal_app_does(full: Synthesized) -> N
 
 
 def test_instance_role_cannot_reach_tenant_data(full: Synthesized) -> None:
-    """No S3 on tenants/*, and no access to the jobs or notifications table: the instance role's
-    own statements only; catalog access comes from the DataLake's catalog policies."""
+    """No S3 on tenants/*, no access to the jobs, notifications, trials or models table, no
+    SageMaker: the instance role's own statements only; catalog access comes from the
+    DataLake's catalog policies."""
     for statement in instance_role_statements(full):
         resources = " ".join(flat(r) for r in as_list(statement.get("Resource", [])))
         assert "tenants/" not in resources
-        # The Training stack's jobs and notifications tables (test_training pins these ids).
-        assert "JobsDF1CC2D4" not in resources and "Notifications87298708" not in resources
+        # The Training stack's tenant tables (test_training pins these ids), and no SageMaker.
+        for table in ("JobsDF1CC2D4", "Notifications87298708", "Trials31C8D880", "ModelsC55D3500"):
+            assert table not in resources
+        assert "sagemaker:" not in json.dumps(statement["Action"])
         assert "*" not in " ".join(as_list(statement["Action"]))
         assert statement["Effect"] == "Allow"
     [role] = [

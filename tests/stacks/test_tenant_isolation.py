@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,17 @@ TENANT = "${aws:PrincipalTag/tenant}"
 PREFIX = f"tenants/{TENANT}/"
 TENANT_ROLE = "TenantAccessRoleD50CA26B"
 TENANT_DATA_SERVICES = ("s3", "dynamodb", "sagemaker", "kms")
+# SageMaker resources a statement may name by the tenant id instead of a tag condition: the
+# tenant's own model package group and its versions (model-package/<group>/<version>).
+TENANT_GROUP_ARN = re.compile(
+    r"^arn:[^:]+:sagemaker:[^:]+:[^:]+:model-package-group/" + re.escape(TENANT) + "-models$"
+)
+TENANT_VERSIONS_ARN = re.compile(
+    r"^arn:[^:]+:sagemaker:[^:]+:[^:]+:model-package/" + re.escape(TENANT) + r"-models/\*$"
+)
+TENANT_DECISIONS = {"Approved", "Rejected"}
+# How flat() renders a pseudo parameter of an environment-agnostic stack ({"Ref": "AWS::Region"}).
+_PSEUDO_PARAMETER = re.compile(r'\{"Ref": "AWS::(\w+)"\}')
 
 
 def as_list(value: Any) -> list[Any]:
@@ -72,14 +84,34 @@ def unbound_grants(statement: dict[str, Any]) -> list[str]:
             if keys != [TENANT]:
                 problems.append(f"{action}: not limited by dynamodb:LeadingKeys to {TENANT}")
         elif service == "sagemaker":
-            tag = conditions.get("StringEquals", {}).get("aws:ResourceTag/tenant")
-            if tag != TENANT:
-                problems.append(f"{action}: not limited by aws:ResourceTag/tenant")
+            problems += _sagemaker_problems(action, resources, conditions)
         elif service == "kms":
             via = flat(conditions.get("StringEquals", {}).get("kms:ViaService", ""))
             if not (via.startswith("s3.") and via.endswith(".amazonaws.com")) or "*" in via:
                 problems.append(f"{action}: usable outside S3 (no kms:ViaService s3)")
     return problems
+
+
+def _sagemaker_problems(action: str, resources: list[str], conditions: dict[str, Any]) -> list[str]:
+    """A SageMaker grant is the tenant's own when it is conditioned on the resource's tenant
+    tag, or when every resource is an ARN built from the tenant id (the model registry, whose
+    actions take no tag condition a version carries when it is created). No List action: a
+    listing can't be limited to the tenant (the portal lists from DynamoDB)."""
+    name = action.partition(":")[2]
+    if name.startswith("List"):
+        return [f"{action}: a listing reaches every tenant's resources"]
+    tagged = conditions.get("StringEquals", {}).get("aws:ResourceTag/tenant") == TENANT
+    arns = [_PSEUDO_PARAMETER.sub(r"\1", r) for r in resources]
+    named = bool(arns) and all(
+        TENANT_GROUP_ARN.match(r) or TENANT_VERSIONS_ARN.match(r) for r in arns
+    )
+    if not (tagged or named):
+        return [f"{action}: neither aws:ResourceTag/tenant nor ARNs of the tenant's own group"]
+    if name == "UpdateModelPackage":
+        statuses = as_list(conditions.get("StringEquals", {}).get("sagemaker:ModelApprovalStatus"))
+        if not statuses or statuses == [None] or not set(statuses) <= TENANT_DECISIONS:
+            return [f"{action}: not limited by sagemaker:ModelApprovalStatus to a decision"]
+    return []
 
 
 def tenant_role_statements(synthesized: Synthesized) -> list[dict[str, Any]]:
@@ -102,6 +134,8 @@ def tenant_role_statements(synthesized: Synthesized) -> list[dict[str, Any]]:
 
 # --- The checker catches leaks -------------------------------------------------------------------
 
+OWN_VERSIONS = f"arn:aws:sagemaker:eu-west-1:1:model-package/{TENANT}-models/*"
+
 
 @pytest.mark.parametrize(
     "statement",
@@ -122,6 +156,49 @@ def tenant_role_statements(synthesized: Synthesized) -> list[dict[str, Any]]:
         {"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::data/tenants/x/*"},
         {"Effect": "Allow", "Action": "dynamodb:Query", "Resource": "arn:aws:dynamodb:::t"},
         {"Effect": "Allow", "Action": "sagemaker:StopTrainingJob", "Resource": "*"},
+        {
+            "Effect": "Allow",
+            "Action": "sagemaker:StopHyperParameterTuningJob",
+            "Resource": "arn:aws:sagemaker:eu-west-1:1:hyper-parameter-tuning-job/*",
+        },
+        {
+            "Effect": "Allow",
+            "Action": "sagemaker:DescribeModelPackage",
+            "Resource": "arn:aws:sagemaker:eu-west-1:1:model-package/*-models/*",
+        },
+        {  # ${tenant}* would reach acme2-models too
+            "Effect": "Allow",
+            "Action": "sagemaker:DescribeModelPackage",
+            "Resource": "arn:aws:sagemaker:eu-west-1:1:model-package/${aws:PrincipalTag/tenant}*",
+        },
+        {
+            "Effect": "Allow",
+            "Action": "sagemaker:DescribeModelPackageGroup",
+            "Resource": [
+                "arn:aws:sagemaker:eu-west-1:1:model-package-group/${aws:PrincipalTag/tenant}-models",
+                "arn:aws:sagemaker:eu-west-1:1:model-package-group/globex-models",
+            ],
+        },
+        {
+            "Effect": "Allow",
+            "Action": "sagemaker:UpdateModelPackage",
+            "Resource": OWN_VERSIONS,
+        },
+        {
+            "Effect": "Allow",
+            "Action": "sagemaker:UpdateModelPackage",
+            "Resource": OWN_VERSIONS,
+            "Condition": {
+                "StringEquals": {
+                    "sagemaker:ModelApprovalStatus": ["Approved", "PendingManualApproval"]
+                }
+            },
+        },
+        {
+            "Effect": "Allow",
+            "Action": "sagemaker:ListModelPackages",
+            "Resource": OWN_VERSIONS,
+        },
         {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"},
         {"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"},
     ],
@@ -136,7 +213,7 @@ def test_checker_flags_grants_without_the_tenant_condition(statement: dict[str, 
 def test_every_tenant_role_grant_is_bound_to_the_tenant(synthesized: Synthesized) -> None:
     statements = tenant_role_statements(synthesized)
     allows = [s for s in statements if s["Effect"] == "Allow"]
-    assert len(allows) == 5
+    assert len(allows) == 9
     problems = {json.dumps(s["Sid"]): unbound_grants(s) for s in allows}
     assert all(p == [] for p in problems.values()), problems
 
@@ -164,6 +241,78 @@ def test_tenant_role_reaches_each_bucket_as_intended(full: Synthesized) -> None:
     assert by_sid["OwnTrainingJobs"]["Resource"] == (
         "arn:aws:sagemaker:eu-west-1:111111111111:training-job/*"
     )
+
+
+def test_tenant_role_reaches_its_tuning_jobs_and_its_own_model_registry(full: Synthesized) -> None:
+    """Tuning jobs by their tenant tag; the registry by ARNs built from the tenant id; approval
+    status only to a decision; no listing and nothing else of SageMaker."""
+    by_sid = {s["Sid"]: s for s in tenant_role_statements(full)}
+    sagemaker = "arn:aws:sagemaker:eu-west-1:111111111111:"
+    own_tag = {"StringEquals": {"aws:ResourceTag/tenant": TENANT}}
+    assert by_sid["OwnTuningJobs"] == {
+        "Sid": "OwnTuningJobs",
+        "Effect": "Allow",
+        "Action": [
+            "sagemaker:DescribeHyperParameterTuningJob",
+            "sagemaker:StopHyperParameterTuningJob",
+        ],
+        "Resource": f"{sagemaker}hyper-parameter-tuning-job/*",
+        "Condition": own_tag,
+    }
+    assert by_sid["OwnModelPackageGroup"] == {
+        "Sid": "OwnModelPackageGroup",
+        "Effect": "Allow",
+        "Action": "sagemaker:DescribeModelPackageGroup",
+        "Resource": f"{sagemaker}model-package-group/{TENANT}-models",
+    }
+    assert by_sid["OwnModelPackages"] == {
+        "Sid": "OwnModelPackages",
+        "Effect": "Allow",
+        "Action": "sagemaker:DescribeModelPackage",
+        "Resource": f"{sagemaker}model-package/{TENANT}-models/*",
+    }
+    assert by_sid["DecideOnOwnModelPackages"] == {
+        "Sid": "DecideOnOwnModelPackages",
+        "Effect": "Allow",
+        "Action": "sagemaker:UpdateModelPackage",
+        "Resource": f"{sagemaker}model-package/{TENANT}-models/*",
+        "Condition": {"StringEquals": {"sagemaker:ModelApprovalStatus": ["Approved", "Rejected"]}},
+    }
+    actions = sorted(
+        a
+        for s in by_sid.values()
+        if s["Effect"] == "Allow"
+        for a in as_list(s["Action"])
+        if a.startswith("sagemaker:")
+    )
+    assert actions == [
+        "sagemaker:DescribeHyperParameterTuningJob",
+        "sagemaker:DescribeModelPackage",
+        "sagemaker:DescribeModelPackageGroup",
+        "sagemaker:DescribeTrainingJob",
+        "sagemaker:StopHyperParameterTuningJob",
+        "sagemaker:StopTrainingJob",
+        "sagemaker:UpdateModelPackage",
+    ]
+
+
+def test_registry_arns_name_the_group_the_domain_package_names() -> None:
+    """One function names a tenant's model package group (training_common.registry); the
+    tenant role's ARNs, the handler roles' ARNs and the decisions a tenant may take agree."""
+    from training_common import DECISIONS, model_package_group_name, tenant_of_group
+
+    from training_platform.constructs import tenant_access
+    from training_platform.stacks import training
+
+    assert tenant_access.TENANT_MODEL_PACKAGE_GROUP.replace(TENANT, "acme") == (
+        model_package_group_name("acme")
+    )
+    assert set(tenant_access.TENANT_APPROVAL_DECISIONS) == {d.value for d in DECISIONS}
+    group = training.MODEL_PACKAGE_GROUPS.removeprefix("model-package-group/")
+    assert fnmatch.fnmatchcase(model_package_group_name("acme"), group)
+    assert tenant_of_group(group.replace("*", "acme")) == "acme"
+    versions = training.MODEL_PACKAGE_VERSIONS.removeprefix("model-package/")
+    assert fnmatch.fnmatchcase(f"{model_package_group_name('acme')}/1", versions)
 
 
 def test_sessions_without_a_tenant_tag_are_denied_everything(synthesized: Synthesized) -> None:
@@ -323,6 +472,49 @@ def test_a_tenant_session_only_reads_the_tenants_table(full: Synthesized) -> Non
         "dynamodb:Query",
         "dynamodb:UpdateItem",
     ]
+
+
+def test_a_tenant_session_reads_trials_and_decides_on_model_versions_only(
+    full: Synthesized,
+) -> None:
+    """Trials and model versions are written by the job-events handler: a tenant session reads
+    its trials (table and best-first index) and updates only its versions' decisions."""
+    resources = full.raw("Training")["Resources"]
+    [policy] = [
+        r["Properties"]
+        for k, r in resources.items()
+        if k.startswith("TenantTablesPolicy") and r["Type"] == "AWS::IAM::ManagedPolicy"
+    ]
+    by_sid = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    trials = by_sid["ReadOwnTrials"]
+    assert sorted(as_list(trials["Action"])) == ["dynamodb:GetItem", "dynamodb:Query"]
+    assert [flat(r) for r in trials["Resource"]] == [
+        flat({"Fn::GetAtt": ["Trials31C8D880", "Arn"]}),
+        flat(
+            {
+                "Fn::Join": [
+                    "",
+                    [{"Fn::GetAtt": ["Trials31C8D880", "Arn"]}, "/index/ByObjective"],
+                ]
+            }
+        ),
+    ]
+    models = by_sid["OwnModelVersions"]
+    assert sorted(as_list(models["Action"])) == [
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+    ]
+    assert models["Resource"] == {"Fn::GetAtt": ["ModelsC55D3500", "Arn"]}
+    for statement in (trials, models):
+        assert unbound_grants(statement) == []
+    on_trials_or_models = [
+        s["Sid"]
+        for s in by_sid.values()
+        if "Trials31C8D880" in json.dumps(s["Resource"])
+        or "ModelsC55D3500" in json.dumps(s["Resource"])
+    ]
+    assert sorted(on_trials_or_models) == ["OwnModelVersions", "ReadOwnTrials"]
 
 
 def test_portal_assume_statements_name_the_tenant_role(full: Synthesized) -> None:

@@ -34,8 +34,10 @@ def test_stateful_logical_ids_are_pinned(full: Synthesized) -> None:
     """Renaming these replaces a table (and its data) or the key: change them on purpose."""
     assert sorted(of_type(full, "AWS::DynamoDB::Table")) == [
         "JobsDF1CC2D4",
+        "ModelsC55D3500",
         "Notifications87298708",
         "TenantsA9C48FD3",
+        "Trials31C8D880",
     ]
     assert "Key961B73FD" in of_type(full, "AWS::KMS::Key")
     assert sorted(of_type(full, "AWS::SQS::Queue")) == [
@@ -92,19 +94,63 @@ def test_tables_have_pitr_kms_and_the_newest_first_index(full: Synthesized) -> N
     ]
 
 
+def test_trials_and_models_tables_have_the_contract_keys(full: Synthesized) -> None:
+    """The keys of training_common's TrialRepository and ModelRepository (create_tables builds
+    the same for moto and the local portal), encrypted with the training key like the others."""
+    from training_common import TRIALS_BY_OBJECTIVE_INDEX
+
+    tables = of_type(full, "AWS::DynamoDB::Table")
+    trials = tables["Trials31C8D880"]["Properties"]
+    assert trials["KeySchema"] == [
+        {"AttributeName": "tenant_id", "KeyType": "HASH"},
+        {"AttributeName": "trial_id", "KeyType": "RANGE"},
+    ]
+    [by_objective] = trials["LocalSecondaryIndexes"]
+    assert by_objective == {
+        "IndexName": TRIALS_BY_OBJECTIVE_INDEX,
+        "KeySchema": [
+            {"AttributeName": "tenant_id", "KeyType": "HASH"},
+            {"AttributeName": "objective_key", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+    assert "GlobalSecondaryIndexes" not in trials
+    models = tables["ModelsC55D3500"]["Properties"]
+    assert models["KeySchema"] == [
+        {"AttributeName": "tenant_id", "KeyType": "HASH"},
+        {"AttributeName": "job_id", "KeyType": "RANGE"},
+    ]
+    assert "LocalSecondaryIndexes" not in models and "GlobalSecondaryIndexes" not in models
+    for props in (trials, models):
+        assert props["SSESpecification"]["KMSMasterKeyId"] == {"Fn::GetAtt": ["Key961B73FD", "Arn"]}
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+    for table_id in ("Trials31C8D880", "ModelsC55D3500"):
+        table = tables[table_id]
+        assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+
+
 def test_tables_are_in_the_backup_plan(full: Synthesized) -> None:
     _, selection = one(full, "AWS::Backup::BackupSelection", "TablesBackup")
     resources = selection["Properties"]["BackupSelection"]["Resources"]
-    assert len(resources) == 3
+    assert [r["Fn::GetAtt"] for r in resources] == [
+        [table, "Arn"] for table in of_type(full, "AWS::DynamoDB::Table")
+    ]
 
 
-def test_state_changes_of_training_jobs_reach_the_events_queue(full: Synthesized) -> None:
-    _, rule = one(full, "AWS::Events::Rule", "TrainingJobStateChange")
+def test_state_changes_of_jobs_and_model_packages_reach_the_events_queue(
+    full: Synthesized,
+) -> None:
+    _, rule = one(full, "AWS::Events::Rule", "SageMakerStateChanges")
     props = rule["Properties"]
     assert props["EventPattern"] == {
         "source": ["aws.sagemaker"],
-        "detail-type": ["SageMaker Training Job State Change"],
+        "detail-type": [
+            "SageMaker Training Job State Change",
+            "SageMaker HyperParameter Tuning Job State Change",
+            "SageMaker Model Package State Change",
+        ],
     }
+    assert len(of_type(full, "AWS::Events::Rule")) == 1
     [target] = props["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": ["JobEventsCA70BF1D", "Arn"]}
     assert target["DeadLetterConfig"] == {
@@ -176,7 +222,10 @@ def test_launch_role_can_create_only_isolated_encrypted_jobs(full: Synthesized) 
     assert len(create) == 1
     condition = create[0]["Condition"]
     assert create[0]["Action"] == "sagemaker:CreateTrainingJob"
-    assert condition["Bool"] == {"sagemaker:NetworkIsolation": "true"}
+    assert condition["Bool"] == {
+        "sagemaker:NetworkIsolation": "true",
+        "sagemaker:InterContainerTrafficEncryption": "true",
+    }
     assert set(condition["ArnEquals"]) == {"sagemaker:VolumeKmsKeyArn", "sagemaker:OutputKmsKeyArn"}
     assert set(condition["ForAllValues:StringEquals"]) == {
         "sagemaker:VpcSecurityGroupIds",
@@ -189,6 +238,118 @@ def test_launch_role_can_create_only_isolated_encrypted_jobs(full: Synthesized) 
         if "sagemaker:CreateTrainingJob" in str(s["Action"]) and s is not create[0]
     ]
     assert other_sagemaker == []
+
+
+def test_launch_role_creates_tuning_jobs_with_the_guardrails_of_training_jobs(
+    full: Synthesized,
+) -> None:
+    by_sid = {s.get("Sid"): s for s in statements(full, "LaunchHandlerRole")}
+    training = by_sid["CreateIsolatedTrainingJobsOnly"]
+    tuning = by_sid["CreateIsolatedTuningJobsOnly"]
+    assert tuning["Action"] == "sagemaker:CreateHyperParameterTuningJob"
+    assert tuning["Resource"]["Fn::Join"][1][-1] == ":hyper-parameter-tuning-job/*"
+    assert tuning["Condition"] == training["Condition"]
+    assert tuning["Condition"]["Bool"] == {
+        "sagemaker:NetworkIsolation": "true",
+        "sagemaker:InterContainerTrafficEncryption": "true",
+    }
+    assert sorted(by_sid["TagAndDescribeTuningJobs"]["Action"]) == [
+        "sagemaker:AddTags",
+        "sagemaker:DescribeHyperParameterTuningJob",
+    ]
+    assert by_sid["TagAndDescribeTuningJobs"]["Resource"] == tuning["Resource"]
+    creating = [
+        s for s in by_sid.values() if "sagemaker:Create" in str(s["Action"]) and "Condition" in s
+    ]
+    assert creating == [training, tuning]
+
+
+def job_events_statements(full: Synthesized) -> dict[str, dict[str, Any]]:
+    """The role's statements by Sid (CDK's X-Ray statement has none: by its position)."""
+    return {
+        s.get("Sid", f"#{i}"): s for i, s in enumerate(statements(full, "JobEventsHandlerRole"))
+    }
+
+
+def test_job_events_role_registers_versions_pending_approval_only(full: Synthesized) -> None:
+    by_sid = job_events_statements(full)
+    register = by_sid["RegisterVersionsPendingApprovalOnly"]
+    assert register["Action"] == "sagemaker:CreateModelPackage"
+    assert register["Condition"] == {
+        "StringEquals": {"sagemaker:ModelApprovalStatus": "PendingManualApproval"}
+    }
+    assert register["Resource"]["Fn::Join"][1][-1] == ":model-package/*-models/*"
+    groups = by_sid["CreateTenantModelPackageGroups"]
+    assert groups["Action"] == "sagemaker:CreateModelPackageGroup"
+    assert groups["Condition"] == {
+        "Null": {"aws:RequestTag/tenant": "false"},
+        "ForAllValues:StringEquals": {"aws:TagKeys": ["tenant"]},
+    }
+    assert groups["Resource"]["Fn::Join"][1][-1] == ":model-package-group/*-models"
+    assert by_sid["TagTenantModelPackages"]["Condition"] == groups["Condition"]
+    sagemaker_actions = sorted(
+        a
+        for s in by_sid.values()
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        if a.startswith("sagemaker:")
+    )
+    # Nothing that approves, deletes, stops or starts anything.
+    assert sagemaker_actions == [
+        "sagemaker:AddTags",
+        "sagemaker:CreateModelPackage",
+        "sagemaker:CreateModelPackageGroup",
+        "sagemaker:DescribeHyperParameterTuningJob",
+        "sagemaker:DescribeModelPackage",
+        "sagemaker:DescribeModelPackageGroup",
+        "sagemaker:DescribeTrainingJob",
+    ]
+
+
+def test_job_events_role_reads_metrics_and_writes_trials_models_and_metrics_documents(
+    full: Synthesized,
+) -> None:
+    by_sid = job_events_statements(full)
+    on_everything = sorted(
+        a
+        for s in by_sid.values()
+        if s["Resource"] == "*"
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    )
+    assert on_everything == [
+        "cloudwatch:GetMetricData",
+        "xray:PutTelemetryRecords",
+        "xray:PutTraceSegments",
+    ]
+    trials, models = by_sid["WriteTrials"], by_sid["WriteModelVersions"]
+    assert trials["Resource"]["Fn::GetAtt"][0] == "Trials31C8D880"
+    assert trials["Action"] == "dynamodb:PutItem"
+    assert models["Resource"]["Fn::GetAtt"][0] == "ModelsC55D3500"
+    assert models["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    _, role = one(full, "AWS::IAM::Role", "JobEventsHandlerRole")
+    attached = [str(a) for a in role["Properties"]["ManagedPolicyArns"]]
+    assert len(attached) == 2
+    assert any("ModelMetricsWrite" in a for a in attached)
+    assert any("CatalogRead" in a for a in attached)
+    [policy] = [
+        r["Properties"]["PolicyDocument"]["Statement"]
+        for k, r in full.raw("DataLake")["Resources"].items()
+        if k.startswith("AccessModelMetricsWrite")
+    ]
+    write, key = policy
+    assert write["Action"] == "s3:PutObject"
+    assert write["Resource"]["Fn::Join"][1][-1] == "/tenants/*/jobs/*/registry/model-metrics.json"
+    assert "ArtifactsBucket" in str(write["Resource"])
+    assert key["Action"] == "kms:GenerateDataKey"
+    assert key["Condition"] == {"StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}}
+
+
+def test_job_events_handler_knows_the_trials_and_models_tables(full: Synthesized) -> None:
+    _, function = one(full, "AWS::Lambda::Function", "JobEventsHandler")
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables["TRIALS_TABLE"] == {"Ref": "Trials31C8D880"}
+    assert variables["MODELS_TABLE"] == {"Ref": "ModelsC55D3500"}
+    _, launch = one(full, "AWS::Lambda::Function", "LaunchHandler")
+    assert "TRIALS_TABLE" not in launch["Properties"]["Environment"]["Variables"]
 
 
 def test_launch_role_passes_the_execution_role_to_sagemaker_only(full: Synthesized) -> None:

@@ -18,6 +18,9 @@ from training_platform.constructs.nag import acknowledge
 
 TENANTS = "tenants/"
 ALGORITHMS = "algorithms/"
+# The model metrics document of a registered version, in its job's own prefix
+# (tenants/<tenant>/jobs/<job id>/, training_common.keys; lambda/job_events/registry.py).
+MODEL_METRICS_DOCUMENTS = f"{TENANTS}*/jobs/*/registry/model-metrics.json"
 
 
 def _list_prefix(sid: str, bucket: s3.IBucket, prefix: str) -> iam.PolicyStatement:
@@ -39,7 +42,9 @@ class DataAccessPolicies(Construct):
     """``training_jobs``: what SageMaker training jobs read and write (every tenant's prefix: the
     launch handler confines each job to its own tenant's paths, network isolation keeps the
     container from calling AWS). ``catalog_read``: reading the algorithm catalog.
-    ``catalog_write``: adding and replacing catalog entries (the portal's admin area)."""
+    ``catalog_write``: adding and replacing catalog entries (the portal's admin area).
+    ``model_metrics_write``: writing a registered model version's metrics document into its
+    job's prefix of the artifacts bucket (the job-events handler)."""
 
     def __init__(
         self,
@@ -136,4 +141,28 @@ class DataAccessPolicies(Construct):
             "Administrators add and replace catalog entries; each is one JSON document under "
             "algorithms/ named after the algorithm id they choose, so the names are not known "
             "in advance. Nothing else in the bucket is writable.",
+        )
+
+        self.model_metrics_write = iam.ManagedPolicy(
+            self,
+            "ModelMetricsWrite",
+            description="Write registered models' metrics documents into their jobs' prefixes",
+            statements=[
+                iam.PolicyStatement(
+                    sid="WriteModelMetrics",
+                    actions=["s3:PutObject"],
+                    resources=[artifacts_bucket.arn_for_objects(MODEL_METRICS_DOCUMENTS)],
+                ),
+                _key_through_s3(self, data_key, ["kms:GenerateDataKey"]),
+            ],
+        )
+        acknowledge(
+            self.model_metrics_write,
+            "AwsSolutions-IAM5[Resource::<ArtifactsBucket88671897.Arn>/"
+            "tenants/*/jobs/*/registry/model-metrics.json]",
+            "The job-events handler registers models of every tenant's jobs and writes each "
+            "version's metrics document next to its job's artifacts, as "
+            "tenants/<tenant>/jobs/<job id>/registry/model-metrics.json; the wildcards are the "
+            "tenant and job ids, known only at run time. PutObject only, nothing is read or "
+            "deleted.",
         )

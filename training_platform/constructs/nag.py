@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from aws_cdk import Acknowledgment, Validations
+from aws_cdk import Acknowledgment, CfnElement, Stack, Token, Validations
 from cdk_nag import (
     AwsSolutionsChecks,
     HIPAASecurityChecks,
@@ -107,3 +107,17 @@ def acknowledge_findings(
     """
     for finding in findings:
         acknowledge(construct, f"{rule}[{finding}]", reason)
+
+
+def logical_id(construct: IConstruct) -> str:
+    """The logical id of ``construct``'s CloudFormation resource, as nag findings quote it
+    (``<LogicalId.Arn>``)."""
+    child = construct.node.default_child
+    assert isinstance(child, CfnElement), f"{construct.node.path} has no CloudFormation resource"
+    return Stack.of(child).get_logical_id(child)
+
+
+def nag_value(value: str, pseudo: str) -> str:
+    """How cdk-nag writes ``value`` in a finding: ``<AWS::Partition>`` (``pseudo``) when it is
+    unresolved, the value itself otherwise."""
+    return f"<AWS::{pseudo}>" if Token.is_unresolved(value) else value

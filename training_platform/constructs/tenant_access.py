@@ -4,7 +4,11 @@ The portal acts for a tenant with credentials from ``sts:AssumeRole`` on this ro
 session tag ``tenant=<tenant id>``. Every permission of the role names
 ``${aws:PrincipalTag/tenant}``, so one role serves every tenant and adding a tenant changes no
 template: S3 only under ``tenants/<tenant>/``, DynamoDB only on items whose partition key is the
-tenant id, SageMaker only on training jobs tagged with the tenant.
+tenant id, SageMaker only on training and tuning jobs tagged with the tenant and on the model
+packages of the tenant's own model package group, whose ARN is built from the tenant id
+(``model-package/<tenant>-models/*``: SageMaker's model package actions take no tag condition
+that a version carries at creation, see README "The IAM condition keys of tuning and the
+registry").
 
 The DynamoDB tables live in the Training stack, which depends on the DataLake stack. The DataLake
 stack therefore must not name them (that would be a dependency cycle); the Training stack attaches
@@ -17,15 +21,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aws_cdk import ArnFormat, CfnElement, Stack, Token
+from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from constructs import Construct, IConstruct
+from constructs import Construct
 
 from training_platform.constructs.key_use import key_through_services
-from training_platform.constructs.nag import acknowledge
+from training_platform.constructs.nag import acknowledge, logical_id, nag_value
 
 TENANT_TAG = "tenant"
 TENANT = "${aws:PrincipalTag/tenant}"
@@ -61,6 +65,15 @@ TENANT_ITEM_ACTIONS = frozenset(
     {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"}
 )
 TENANT_TRAINING_JOB_ACTIONS = ("sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob")
+TENANT_TUNING_JOB_ACTIONS = (
+    "sagemaker:DescribeHyperParameterTuningJob",
+    "sagemaker:StopHyperParameterTuningJob",
+)
+# The tenant's model package group, named as training_common.registry.model_package_group_name
+# names it at run time; its versions' ARNs are model-package/<group>/<version>.
+TENANT_MODEL_PACKAGE_GROUP = f"{TENANT}-models"
+# What a tenant may set a version's approval status to (training_common.registry.DECISIONS).
+TENANT_APPROVAL_DECISIONS = ("Approved", "Rejected")
 TENANT_OBJECT_READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
 TENANT_OBJECT_WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject")
 
@@ -132,15 +145,40 @@ class TenantAccessRole(Construct):
             iam.PolicyStatement(
                 sid="OwnTrainingJobs",
                 actions=list(TENANT_TRAINING_JOB_ACTIONS),
-                resources=[
-                    stack.format_arn(
-                        service="sagemaker",
-                        resource="training-job",
-                        resource_name="*",
-                        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
-                    )
-                ],
+                resources=[_sagemaker_arn(stack, "training-job", "*")],
                 conditions={"StringEquals": {f"aws:ResourceTag/{TENANT_TAG}": TENANT}},
+            ),
+            iam.PolicyStatement(
+                sid="OwnTuningJobs",
+                actions=list(TENANT_TUNING_JOB_ACTIONS),
+                resources=[_sagemaker_arn(stack, "hyper-parameter-tuning-job", "*")],
+                conditions={"StringEquals": {f"aws:ResourceTag/{TENANT_TAG}": TENANT}},
+            ),
+            iam.PolicyStatement(
+                sid="OwnModelPackageGroup",
+                actions=["sagemaker:DescribeModelPackageGroup"],
+                resources=[
+                    _sagemaker_arn(stack, "model-package-group", TENANT_MODEL_PACKAGE_GROUP)
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="OwnModelPackages",
+                actions=["sagemaker:DescribeModelPackage"],
+                resources=[
+                    _sagemaker_arn(stack, "model-package", f"{TENANT_MODEL_PACKAGE_GROUP}/*")
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="DecideOnOwnModelPackages",
+                actions=["sagemaker:UpdateModelPackage"],
+                resources=[
+                    _sagemaker_arn(stack, "model-package", f"{TENANT_MODEL_PACKAGE_GROUP}/*")
+                ],
+                conditions={
+                    "StringEquals": {
+                        "sagemaker:ModelApprovalStatus": list(TENANT_APPROVAL_DECISIONS)
+                    }
+                },
             ),
             iam.PolicyStatement(
                 sid="DenyWithoutTenantTag",
@@ -160,29 +198,47 @@ class TenantAccessRole(Construct):
         for bucket in dict.fromkeys([*buckets_read, *buckets_write]):
             acknowledge(
                 self.policy,
-                f"AwsSolutions-IAM5[Resource::<{_logical_id(bucket)}.Arn>/"
+                f"AwsSolutions-IAM5[Resource::<{logical_id(bucket)}.Arn>/"
                 "tenants/<aws:PrincipalTag/tenant>/*]",
                 "Objects only under tenants/${aws:PrincipalTag/tenant}/: the wildcard spans the "
                 "caller's own tenant prefix (the session tag, which the trust policy checks).",
             )
+        sagemaker = (
+            f"arn:{nag_value(stack.partition, 'Partition')}:sagemaker:"
+            f"{nag_value(stack.region, 'Region')}:{nag_value(stack.account, 'AccountId')}:"
+        )
         acknowledge(
             self.policy,
-            f"AwsSolutions-IAM5[Resource::arn:{_nag(stack.partition, 'Partition')}:sagemaker:"
-            f"{_nag(stack.region, 'Region')}:{_nag(stack.account, 'AccountId')}:training-job/*]",
+            f"AwsSolutions-IAM5[Resource::{sagemaker}training-job/*]",
             "Training job names are not known in advance; the statement's condition "
             "aws:ResourceTag/tenant = ${aws:PrincipalTag/tenant} limits it to the caller's jobs.",
         )
+        acknowledge(
+            self.policy,
+            f"AwsSolutions-IAM5[Resource::{sagemaker}hyper-parameter-tuning-job/*]",
+            "Tuning job names are hashes of job ids created at run time; the statement's "
+            "condition aws:ResourceTag/tenant = ${aws:PrincipalTag/tenant} limits Describe and "
+            "Stop to the caller's own tuning jobs.",
+        )
+        acknowledge(
+            self.policy,
+            f"AwsSolutions-IAM5[Resource::{sagemaker}model-package/"
+            "<aws:PrincipalTag/tenant>-models/*]",
+            "The versions of the caller's own model package group only: the ARN is built from "
+            "the session tag (model-package/${aws:PrincipalTag/tenant}-models/<version>), and "
+            "the wildcard spans version numbers; UpdateModelPackage may only set Approved or "
+            "Rejected.",
+        )
 
 
-def _nag(value: str, pseudo: str) -> str:
-    """How cdk-nag writes ``value`` in a finding: a pseudo parameter when it is unresolved."""
-    return f"<AWS::{pseudo}>" if Token.is_unresolved(value) else value
-
-
-def _logical_id(construct: IConstruct) -> str:
-    child = construct.node.default_child
-    assert isinstance(child, CfnElement), f"{construct.node.path} has no CloudFormation resource"
-    return Stack.of(child).get_logical_id(child)
+def _sagemaker_arn(stack: Stack, resource: str, name: str) -> str:
+    """``arn:<partition>:sagemaker:<region>:<account>:<resource>/<name>`` of ``stack``."""
+    return stack.format_arn(
+        service="sagemaker",
+        resource=resource,
+        resource_name=name,
+        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+    )
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,8 @@ class PortalStack(Stack):
                 "TENANTS_TABLE": training.tenants_table.table_name,
                 "JOBS_TABLE": training.jobs_table.table_name,
                 "NOTIFICATIONS_TABLE": training.notifications_table.table_name,
+                "TRIALS_TABLE": training.trials_table.table_name,
+                "MODELS_TABLE": training.models_table.table_name,
                 "DATA_BUCKET": data_lake.data_bucket.bucket_name,
                 "ARTIFACTS_BUCKET": data_lake.artifacts_bucket.bucket_name,
                 "CATALOG_BUCKET": data_lake.catalog_bucket.bucket_name,
@@ -352,7 +354,7 @@ class PortalStack(Stack):
         services/admin.py): assume the tenant role; administer tenants, users and the catalog
         (the DataLake's catalog read and write policies);
         subscribe tenants' addresses to notifications. No tenant data: no S3 outside the
-        catalog, and neither the jobs nor the notifications table."""
+        catalog, none of the jobs, notifications, trials and models tables, and no SageMaker."""
         role = self.fleet.role
         role.add_managed_policy(data_lake.access_policies.catalog_read)
         role.add_managed_policy(data_lake.access_policies.catalog_write)

@@ -1,12 +1,16 @@
 """Training stack: SQS-orchestrated SageMaker training jobs whose handlers lose nothing.
 
 Job flow: the portal writes the job record (QUEUED) and sends a request to ``requests``; the
-launch handler validates it again and calls CreateTrainingJob; SageMaker's state changes reach
-``events`` through an EventBridge rule; the job-events handler updates the record and notifies
-the tenant. Every queue has a dead-letter queue; see README "Operations" for redriving them.
+launch handler validates it again and calls CreateTrainingJob or, for a tuning request,
+CreateHyperParameterTuningJob; SageMaker's state changes (training jobs, tuning jobs, model
+packages) reach ``events`` through an EventBridge rule; the job-events handler updates the
+record, the trials of a tuning job and the tenant's model registry, and notifies the tenant.
+Every queue has a dead-letter queue; see README "Operations" for redriving them.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_backup as backup
@@ -31,22 +35,41 @@ from training_platform.constructs.tenant_access import TenantTableGrant, tenant_
 from training_platform.stacks.data_lake import DataLakeStack
 
 LAUNCH_TIMEOUT = Duration.seconds(60)
-JOBS_BY_CREATED_AT = "ByCreatedAt"
+JOBS_BY_CREATED_AT = "ByCreatedAt"  # training_common.JOBS_BY_CREATED_AT_INDEX
+TRIALS_BY_OBJECTIVE = "ByObjective"  # training_common.TRIALS_BY_OBJECTIVE_INDEX
+# The SageMaker events the job-events handler applies, all from source aws.sagemaker.
+SAGEMAKER_STATE_CHANGES = (
+    "SageMaker Training Job State Change",
+    "SageMaker HyperParameter Tuning Job State Change",
+    "SageMaker Model Package State Change",
+)
+# Model package groups are named <tenant>-models at run time (training_common.registry's
+# model_package_group_name); the handler roles name them by that suffix, never per tenant.
+MODEL_PACKAGE_GROUPS = "model-package-group/*-models"
+MODEL_PACKAGE_VERSIONS = "model-package/*-models/*"
 # What reading and writing the training key's tables, queues and topic takes of the key.
 TABLE_KEY_ACTIONS = (
     "kms:Decrypt",
     "kms:Encrypt",
     "kms:GenerateDataKey",
     "kms:DescribeKey",
-)  # training_common.JOBS_BY_CREATED_AT_INDEX
+)
 EVENTS_TIMEOUT = Duration.seconds(30)
+
+
+# Registry resources the job-events handler creates or tags must carry the tenant tag and no other.
+_TENANT_TAG_ONLY: dict[str, Any] = {
+    "Null": {"aws:RequestTag/tenant": "false"},
+    "ForAllValues:StringEquals": {"aws:TagKeys": ["tenant"]},
+}
 
 
 class TrainingStack(Stack):
     """Queues, tables, handlers, the SageMaker execution role and the algorithm repository.
 
     Attributes other stacks receive: ``requests_queue``, ``events_queue`` and their
-    ``*_dead_letter_queue``; ``tenants_table``, ``jobs_table``, ``notifications_table``;
+    ``*_dead_letter_queue``; ``tenants_table``, ``jobs_table``, ``notifications_table``,
+    ``trials_table``, ``models_table``;
     ``notifications_topic``; ``sagemaker_role``; ``algorithms_repository``; ``launch`` and
     ``job_events`` (PlatformFunction); ``key``.
     """
@@ -86,7 +109,8 @@ class TrainingStack(Stack):
             "JobEvents", consumer_timeout=EVENTS_TIMEOUT, settings=settings
         )
 
-        # Tables: tenants, jobs (newest-first index per tenant), notifications.
+        # Tables: tenants, jobs (newest-first index per tenant), notifications, the trials of
+        # tuning jobs (best-first local index) and the registered model versions.
         self.tenants_table = self._table(
             "Tenants", sort_key=None, production=production, removal_policy=removal_policy
         )
@@ -105,6 +129,26 @@ class TrainingStack(Stack):
             production=production,
             removal_policy=removal_policy,
         )
+        self.trials_table = self._table(
+            "Trials", sort_key="trial_id", production=production, removal_policy=removal_policy
+        )
+        # Local: a tuning job's trials sorted by objective within the tenant's partition, read
+        # consistently right after the handler writes them (training_common.objective_key).
+        self.trials_table.add_local_secondary_index(
+            index_name=TRIALS_BY_OBJECTIVE,
+            sort_key=dynamodb.Attribute(name="objective_key", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        self.models_table = self._table(
+            "Models", sort_key="job_id", production=production, removal_policy=removal_policy
+        )
+        tables = (
+            self.tenants_table,
+            self.jobs_table,
+            self.notifications_table,
+            self.trials_table,
+            self.models_table,
+        )
 
         # The tables join the DataLake's daily backup plan; the selection lives here, with them.
         backup.BackupSelection(
@@ -112,10 +156,7 @@ class TrainingStack(Stack):
             "TablesBackup",
             backup_plan=data_lake.backup_plan,
             role=data_lake.backup_role,
-            resources=[
-                backup.BackupResource.from_dynamo_db_table(table)
-                for table in (self.tenants_table, self.jobs_table, self.notifications_table)
-            ],
+            resources=[backup.BackupResource.from_dynamo_db_table(table) for table in tables],
         )
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
@@ -168,6 +209,21 @@ class TrainingStack(Stack):
                     self.notifications_table,
                     ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"),
                 ),
+                # The job-events handler writes trials; the tuning job page reads them best
+                # first (the index) and in launch order (the table).
+                TenantTableGrant(
+                    "ReadOwnTrials",
+                    self.trials_table,
+                    ("dynamodb:GetItem", "dynamodb:Query"),
+                    indexes=(TRIALS_BY_OBJECTIVE,),
+                ),
+                # The job-events handler registers versions and applies their status events;
+                # the portal lists them and records the tenant's decision (who, when, comment).
+                TenantTableGrant(
+                    "OwnModelVersions",
+                    self.models_table,
+                    ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"),
+                ),
             ],
         )
         tenant_tables.add_statements(
@@ -215,15 +271,19 @@ class TrainingStack(Stack):
 
         self.sagemaker_role = self._sagemaker_role(data_lake, vpc=vpc)
 
-        # EventBridge: SageMaker training job state changes -> job-events queue.
+        # EventBridge: SageMaker's training job, tuning job and model package state changes ->
+        # job-events queue. One rule: the three share the target, its retries and dead letters.
         self.key.grant_encrypt_decrypt(iam.ServicePrincipal("events.amazonaws.com"))
         self.state_change_rule = events.Rule(
             self,
-            "TrainingJobStateChange",
-            description="SageMaker training job state changes, to the job-events queue",
+            "SageMakerStateChanges",
+            description=(
+                "SageMaker training job, tuning job and model package state changes, to the "
+                "job-events queue"
+            ),
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"],
-                detail_type=["SageMaker Training Job State Change"],
+                detail_type=list(SAGEMAKER_STATE_CHANGES),
             ),
             targets=[
                 targets.SqsQueue(
@@ -259,7 +319,9 @@ class TrainingStack(Stack):
             self,
             "LaunchHandler",
             name="launch",
-            description="Validates training requests again and creates SageMaker training jobs",
+            description=(
+                "Validates training requests again and creates SageMaker training and tuning jobs"
+            ),
             timeout=LAUNCH_TIMEOUT,
             reserved_concurrency=settings.launch_concurrency,
             environment={
@@ -278,18 +340,22 @@ class TrainingStack(Stack):
             self,
             "JobEventsHandler",
             name="job_events",
-            description="Applies SageMaker training job state changes and notifies tenants",
+            description=(
+                "Applies SageMaker job and model package state changes and notifies tenants"
+            ),
             timeout=EVENTS_TIMEOUT,
             reserved_concurrency=settings.events_concurrency,
             environment={
                 **common,
                 "NOTIFICATIONS_TOPIC_ARN": self.notifications_topic.topic_arn,
                 "JOB_EVENTS_DLQ_URL": self.events_dead_letter_queue.queue_url,
+                "TRIALS_TABLE": self.trials_table.table_name,
+                "MODELS_TABLE": self.models_table.table_name,
             },
             **function_settings,  # type: ignore[arg-type]
         )
         self._grant_launch(data_lake, subnet_ids=subnet_ids, security_group=training_security_group)
-        self._grant_job_events()
+        self._grant_job_events(data_lake)
 
         for function, queue in (
             (self.launch, self.requests_queue),
@@ -490,28 +556,28 @@ class TrainingStack(Stack):
             )
         )
         training_jobs = _arn("sagemaker", "training-job/*")
-        # IAM itself refuses a training job that is not network isolated, outside the training
-        # security group and subnets, or without the data key on its volumes and output. The key
-        # conditions are SageMaker's ...KmsKeyArn keys: CreateTrainingJob no longer lists the
-        # deprecated sagemaker:VolumeKmsKey and sagemaker:OutputKmsKey, and a condition on a key
-        # the request does not carry fails (the IAM simulator refused every job with them).
+        tuning_jobs = _arn("sagemaker", "hyper-parameter-tuning-job/*")
+        isolated = _isolated_job_conditions(
+            data_lake.data_key, subnet_ids=subnet_ids, security_group=security_group
+        )
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="CreateIsolatedTrainingJobsOnly",
                 actions=["sagemaker:CreateTrainingJob"],
                 resources=[training_jobs],
-                conditions={
-                    "Bool": {"sagemaker:NetworkIsolation": "true"},
-                    "ForAllValues:StringEquals": {
-                        "sagemaker:VpcSecurityGroupIds": [security_group.security_group_id],
-                        "sagemaker:VpcSubnets": subnet_ids,
-                    },
-                    "ArnEquals": {
-                        "sagemaker:VolumeKmsKeyArn": data_lake.data_key.key_arn,
-                        "sagemaker:OutputKmsKeyArn": data_lake.data_key.key_arn,
-                    },
-                    "Null": {"sagemaker:VpcSubnets": "false", "aws:RequestTag/tenant": "false"},
-                },
+                conditions=isolated,
+            )
+        )
+        # A tuning job's training jobs are started by SageMaker itself, from the tuning job's
+        # training job definition, which these conditions check (the condition keys of
+        # CreateHyperParameterTuningJob are the same as CreateTrainingJob's); SageMaker copies
+        # the tuning job's tags to each of them.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="CreateIsolatedTuningJobsOnly",
+                actions=["sagemaker:CreateHyperParameterTuningJob"],
+                resources=[tuning_jobs],
+                conditions=isolated,
             )
         )
         self._allow(
@@ -520,16 +586,30 @@ class TrainingStack(Stack):
             ["sagemaker:AddTags", "sagemaker:DescribeTrainingJob"],
             [training_jobs],
         )
+        # AddTags: SageMaker authorizes tags given at creation as AddTags on the new job too.
+        self._allow(
+            role,
+            "TagAndDescribeTuningJobs",
+            ["sagemaker:AddTags", "sagemaker:DescribeHyperParameterTuningJob"],
+            [tuning_jobs],
+        )
         acknowledge_findings(
             role,
             "AwsSolutions-IAM5",
-            [f"Resource::{_ARN_FINDING.format(service='sagemaker')}training-job/*", "Resource::*"],
-            "Training job names are job ids the portal creates, so creation names training-job/* "
-            "and is conditioned on network isolation, the training subnets and group and the data "
-            "key; '*' is X-Ray's PutTraceSegments, which has no resource-level form.",
+            [
+                f"Resource::{_SAGEMAKER_FINDING}training-job/*",
+                f"Resource::{_SAGEMAKER_FINDING}hyper-parameter-tuning-job/*",
+                "Resource::*",
+            ],
+            "Training and tuning job names derive from job ids the portal creates, so the "
+            "statements name training-job/* and hyper-parameter-tuning-job/*; creating either is "
+            "conditioned on network isolation, encrypted inter-container traffic, the training "
+            "subnets and group, the data key and a tenant tag. '*' is X-Ray's PutTraceSegments, "
+            "which has no resource-level form.",
         )
 
-    def _grant_job_events(self) -> None:
+    def _grant_job_events(self, data_lake: DataLakeStack) -> None:
+        """The job-events handler's permissions: exactly the calls of ``lambda/job_events``."""
         role = self.job_events.role
         self._allow(
             role,
@@ -543,6 +623,15 @@ class TrainingStack(Stack):
             ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
             [self.notifications_table.table_arn],
         )
+        # Trials: one conditional put per training job event of a tuning job (newer events
+        # only); models: a version per completed job, then its registration and status events.
+        self._allow(role, "WriteTrials", ["dynamodb:PutItem"], [self.trials_table.table_arn])
+        self._allow(
+            role,
+            "WriteModelVersions",
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            [self.models_table.table_arn],
+        )
         self._allow(
             role, "PublishNotifications", ["sns:Publish"], [self.notifications_topic.topic_arn]
         )
@@ -553,16 +642,134 @@ class TrainingStack(Stack):
             [self.events_dead_letter_queue.queue_arn],
         )
         self._use_key(role, "dynamodb", "sqs", "sns")
+
+        # Following jobs: the best training job of a tuning job (not in its events) and a
+        # training job's final metrics and hyperparameters.
+        self._allow(
+            role,
+            "DescribeTuningJobs",
+            ["sagemaker:DescribeHyperParameterTuningJob"],
+            [_arn("sagemaker", "hyper-parameter-tuning-job/*")],
+        )
+        self._allow(
+            role,
+            "DescribeTrainingJobs",
+            ["sagemaker:DescribeTrainingJob"],
+            [_arn("sagemaker", "training-job/*")],
+        )
+        # The registry: a group per tenant, created on its first registration with its tenant
+        # tag (versions carry the group's tags: CreateModelPackage in a group takes none), and
+        # versions created only as pending approval; only the tenant approves or rejects.
+        groups = _arn("sagemaker", MODEL_PACKAGE_GROUPS)
+        versions = _arn("sagemaker", MODEL_PACKAGE_VERSIONS)
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="CreateTenantModelPackageGroups",
+                actions=["sagemaker:CreateModelPackageGroup"],
+                resources=[groups],
+                conditions=_TENANT_TAG_ONLY,
+            )
+        )
+        self._allow(
+            role,
+            "DescribeTenantModelPackageGroups",
+            ["sagemaker:DescribeModelPackageGroup"],
+            [groups],
+        )
+        # A state change event names the package; its job is in the package's metadata.
+        self._allow(
+            role,
+            "DescribeTenantModelPackages",
+            ["sagemaker:DescribeModelPackage"],
+            [versions],
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="RegisterVersionsPendingApprovalOnly",
+                actions=["sagemaker:CreateModelPackage"],
+                resources=[versions],
+                conditions={
+                    "StringEquals": {"sagemaker:ModelApprovalStatus": "PendingManualApproval"}
+                },
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="TagTenantModelPackages",
+                actions=["sagemaker:AddTags"],
+                resources=[groups, versions],
+                conditions=_TENANT_TAG_ONLY,
+            )
+        )
+        # Metric series: GetMetricData of /aws/sagemaker/TrainingJobs (no resource-level form).
+        self._allow(role, "ReadTrainingJobMetrics", ["cloudwatch:GetMetricData"], ["*"])
+        # The model metrics JSON that a version's ModelMetrics points to, in the job's prefix.
+        role.add_managed_policy(data_lake.access_policies.model_metrics_write)
+        # The catalog entry of a registered model's algorithm (its content types).
+        role.add_managed_policy(data_lake.access_policies.catalog_read)
         acknowledge_findings(
             role,
             "AwsSolutions-IAM5",
             ["Resource::*"],
-            "The only '*' is X-Ray's PutTraceSegments and PutTelemetryRecords (active tracing), "
-            "which have no resource-level permissions.",
+            "'*' is X-Ray's PutTraceSegments and PutTelemetryRecords (active tracing) and "
+            "CloudWatch GetMetricData (training job metric series), none of which has "
+            "resource-level permissions.",
+        )
+        acknowledge_findings(
+            role,
+            "AwsSolutions-IAM5",
+            [
+                f"Resource::{_SAGEMAKER_FINDING}training-job/*",
+                f"Resource::{_SAGEMAKER_FINDING}hyper-parameter-tuning-job/*",
+            ],
+            "The handler follows every tenant's jobs, whose names derive from job ids created "
+            "at run time: it only describes them (DescribeTrainingJob, "
+            "DescribeHyperParameterTuningJob); nothing here creates, stops or changes a job.",
+        )
+        acknowledge_findings(
+            role,
+            "AwsSolutions-IAM5",
+            [
+                f"Resource::{_SAGEMAKER_FINDING}{MODEL_PACKAGE_GROUPS}",
+                f"Resource::{_SAGEMAKER_FINDING}{MODEL_PACKAGE_VERSIONS}",
+            ],
+            "Tenants are data: each one's model package group <tenant>-models is created at run "
+            "time, so the statements name every platform group by its -models suffix; groups "
+            "are created only with a tenant tag and versions only as PendingManualApproval.",
         )
 
 
 _ARN_FINDING = "arn:<AWS::Partition>:{service}:<AWS::Region>:<AWS::AccountId>:"
+_SAGEMAKER_FINDING = _ARN_FINDING.format(service="sagemaker")
+
+
+def _isolated_job_conditions(
+    data_key: kms.IKey, *, subnet_ids: list[str], security_group: ec2.ISecurityGroup
+) -> dict[str, dict[str, object]]:
+    """The guardrails of CreateTrainingJob and CreateHyperParameterTuningJob: IAM itself refuses
+    a job that is not network isolated, has unencrypted inter-container traffic, runs outside
+    the training security group and subnets, lacks the data key on its volumes and output, or
+    carries no tenant tag.
+
+    The key conditions are SageMaker's ...KmsKeyArn keys: the actions no longer list the
+    deprecated sagemaker:VolumeKmsKey and sagemaker:OutputKmsKey, and a condition on a key the
+    request does not carry fails (the IAM simulator refused every job with them). The Null
+    condition on the subnets keeps ForAllValues from holding for a job without a VPC."""
+    return {
+        "Bool": {
+            "sagemaker:NetworkIsolation": "true",
+            "sagemaker:InterContainerTrafficEncryption": "true",
+        },
+        "ForAllValues:StringEquals": {
+            "sagemaker:VpcSecurityGroupIds": [security_group.security_group_id],
+            "sagemaker:VpcSubnets": subnet_ids,
+        },
+        "ArnEquals": {
+            "sagemaker:VolumeKmsKeyArn": data_key.key_arn,
+            "sagemaker:OutputKmsKeyArn": data_key.key_arn,
+        },
+        "Null": {"sagemaker:VpcSubnets": "false", "aws:RequestTag/tenant": "false"},
+    }
 
 
 def _arn(service: str, resource: str) -> str:
