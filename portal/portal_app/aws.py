@@ -24,8 +24,10 @@ from botocore.config import Config
 from training_common import (
     CatalogRepository,
     JobRepository,
+    ModelRepository,
     NotificationRepository,
     TenantRepository,
+    TrialRepository,
     new_session,
 )
 
@@ -56,6 +58,10 @@ class TenantAws:
     tenants: TenantRepository
     jobs: JobRepository
     notifications: NotificationRepository
+    trials: TrialRepository
+    """The training jobs of the tenant's tuning jobs (``TRIALS_TABLE``)."""
+    models: ModelRepository
+    """The tenant's registered model versions (``MODELS_TABLE``)."""
 
 
 class AwsClients:
@@ -147,6 +153,8 @@ class AwsClients:
             tenants=TenantRepository(dynamodb.Table(self.settings.tenants_table)),
             jobs=JobRepository(dynamodb.Table(self.settings.jobs_table)),
             notifications=NotificationRepository(dynamodb.Table(self.settings.notifications_table)),
+            trials=TrialRepository(dynamodb.Table(self.settings.trials_table)),
+            models=ModelRepository(dynamodb.Table(self.settings.models_table)),
         )
 
     def lookup_groups(self, username: str) -> frozenset[str]:

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from training_common import CatalogError
+from training_common import CatalogError, PageTokenError
 
 from .auth import AuthError
 from .csrf import CsrfError
@@ -146,6 +146,14 @@ async def _catalog(request: Request, exc: CatalogError) -> Response:
     )
 
 
+async def _page_token(request: Request, exc: PageTokenError) -> Response:
+    # A stale, edited or another tenant's ``next`` link: the listing never queries with it.
+    reason = str(exc) or "the page token is not valid"
+    return error_response(
+        request, 400, f"{reason[0].upper()}{reason[1:]}; open the list again from its first page."
+    )
+
+
 async def _client_error(request: Request, exc: ClientError) -> Response:
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
@@ -175,6 +183,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
     app.add_exception_handler(CatalogError, _catalog)  # type: ignore[arg-type]
+    app.add_exception_handler(PageTokenError, _page_token)  # type: ignore[arg-type]
     app.add_exception_handler(ClientError, _client_error)
     app.add_exception_handler(BotoCoreError, _botocore)
     app.add_exception_handler(Exception, _unexpected)

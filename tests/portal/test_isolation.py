@@ -14,7 +14,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from portal_helpers import JOB_FORM, Platform, PortalClient, api_routes
+from portal_helpers import (
+    JOB_FORM,
+    TUNE_FORM,
+    Platform,
+    PortalClient,
+    api_routes,
+    model_item,
+    put_model,
+    put_tuning_job,
+)
+from training_common import JobStatus, encode_page_token
 
 JSON = {"accept": "application/json"}
 GLOBEX_DATASET = "tenants/globex/datasets/churn/"
@@ -30,6 +40,26 @@ def _globex_jobs_count(platform: Platform) -> int:
             KeyConditionExpression="tenant_id = :t", ExpressionAttributeValues={":t": "globex"}
         )["Count"]
     )
+
+
+def _globex_token(**key: str) -> str:
+    """A well-formed continuation token for a key in globex's partition."""
+    token = encode_page_token({"tenant_id": "globex", **key})
+    assert token
+    return token
+
+
+def _refuses_globex_token(c: PortalClient, path: str, token: str) -> None:
+    r = c.get(path, params={"next": token}, headers=JSON)
+    assert r.status_code == 400, (path, r.status_code)
+    assert "page token" in r.json()["error"]
+
+
+def _globex_model(p: Platform) -> str:
+    """globex's model version, pending approval (a real moto model package)."""
+    job_id = _globex_job(p)
+    put_model(p, "globex", job_id)
+    return job_id
 
 
 def _no_globex(text: str, platform: Platform) -> None:
@@ -70,8 +100,11 @@ def algorithms(c: PortalClient, p: Platform) -> None:
 
 def jobs_list(c: PortalClient, p: Platform) -> None:
     r = c.get("/jobs", headers=JSON)
-    assert r.status_code == 200 and {j["tenant_id"] for j in r.json()} == {"acme"}
+    assert r.status_code == 200 and {j["tenant_id"] for j in r.json()["items"]} == {"acme"}
     _no_globex(c.get("/jobs").text, p)
+    _refuses_globex_token(
+        c, "/jobs", _globex_token(job_id=_globex_job(p), created_at="2020-01-01T00:00:00.000Z")
+    )
 
 
 def job_form(c: PortalClient, p: Platform) -> None:
@@ -94,6 +127,17 @@ def job_page(c: PortalClient, p: Platform) -> None:
     r = c.get(f"/jobs/{_globex_job(p)}", headers=JSON)
     assert r.status_code == 404
     assert c.get(f"/jobs/{_globex_job(p)}").status_code == 404
+    tuning_job = put_tuning_job(p, "globex", trials=3)
+    for headers in (JSON, {}):
+        r = c.get(f"/jobs/{tuning_job}", headers=headers)
+        assert r.status_code == 404 and "trial" not in r.text.lower()
+    # acme's own tuning job page with a token pointing into globex's trials.
+    own = put_tuning_job(p, "acme", trials=1)
+    _refuses_globex_token(
+        c,
+        f"/jobs/{own}",
+        _globex_token(trial_id=f"{tuning_job}#x", objective_key=f"{tuning_job}#~"),
+    )
 
 
 def job_model(c: PortalClient, p: Platform) -> None:
@@ -120,12 +164,77 @@ def job_stop(c: PortalClient, p: Platform) -> None:
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={":s": "COMPLETED"},
         )
+    tuning_job = put_tuning_job(p, "globex", trials=1, status=JobStatus.IN_PROGRESS)
+    r = c.post_form(f"/jobs/{tuning_job}/stop", {}, headers=JSON)
+    assert r.status_code == 404
+    assert p.calls.tuning_stops == [] and p.calls.stops == []
+
+
+def tune_form(c: PortalClient, p: Platform) -> None:
+    r = c.get("/jobs/tune")
+    assert r.status_code == 200
+    assert GLOBEX_DATASET not in r.text and "churn" not in r.text
+
+
+def submit_tuning(c: PortalClient, p: Platform) -> None:
+    before = _globex_jobs_count(p)
+    r = c.post_form("/jobs/tune", {**TUNE_FORM, "dataset_key": GLOBEX_DATASET}, headers=JSON)
+    assert r.status_code == 400
+    assert "not one of your datasets" in " ".join(r.json()["details"])
+    r = c.post_form("/jobs/tune", {**TUNE_FORM, "tenant_id": "globex"}, headers=JSON)
+    assert r.status_code == 201 and r.json()["job"]["tenant_id"] == "acme"
+    assert _globex_jobs_count(p) == before
+
+
+def models_list(c: PortalClient, p: Platform) -> None:
+    globex = _globex_model(p)
+    put_model(p, "acme", p.seeded.jobs["acme"][0])
+    r = c.get("/models", headers=JSON)
+    assert r.status_code == 200 and r.json()["items"]
+    assert {m["tenant_id"] for m in r.json()["items"]} == {"acme"}
+    assert globex not in r.text
+    _no_globex(c.get("/models").text, p)
+    _refuses_globex_token(c, "/models", _globex_token(job_id=globex))
+
+
+def model_page(c: PortalClient, p: Platform) -> None:
+    globex = _globex_model(p)
+    for headers in (JSON, {}):
+        r = c.get(f"/models/{globex}", headers=headers)
+        assert r.status_code == 404 and "globex-models" not in r.text
+
+
+def model_download(c: PortalClient, p: Platform) -> None:
+    globex = _globex_model(p)
+    r = c.get(f"/models/{globex}/download", headers=JSON)
+    assert r.status_code == 404 and "location" not in r.headers
+
+
+def model_decision(action: str) -> Callable[[PortalClient, Platform], None]:
+    """acme can neither approve nor reject globex's version: 404, nothing sent, nothing kept."""
+
+    def case(c: PortalClient, p: Platform) -> None:
+        globex = _globex_model(p)
+        before = model_item(p, "globex", globex)
+        mark = p.calls.mark()
+        r = c.post_form(f"/models/{globex}/{action}", {"comment": "mine now"}, headers=JSON)
+        assert r.status_code == 404
+        assert not [call for call in p.calls.since(mark) if call[1] == "UpdateModelPackage"]
+        assert model_item(p, "globex", globex) == before
+        sagemaker = p.session.client("sagemaker", region_name=p.settings.aws_region)
+        package = sagemaker.describe_model_package(ModelPackageName=before["model_package_arn"])
+        assert package["ModelApprovalStatus"] == "PendingManualApproval"
+
+    return case
 
 
 def notifications(c: PortalClient, p: Platform) -> None:
     r = c.get("/notifications", headers=JSON)
-    assert r.status_code == 200 and {n["tenant_id"] for n in r.json()} == {"acme"}
+    assert r.status_code == 200 and {n["tenant_id"] for n in r.json()["items"]} == {"acme"}
     _no_globex(c.get("/notifications").text, p)
+    _refuses_globex_token(
+        c, "/notifications", _globex_token(notification_id=f"2020-01-01#{_globex_job(p)}")
+    )
 
 
 def notification_read(c: PortalClient, p: Platform) -> None:
@@ -170,6 +279,13 @@ CASES: dict[tuple[str, str], Callable[[PortalClient, Platform], None]] = {
     ("GET", "/jobs/{job_id}"): job_page,
     ("GET", "/jobs/{job_id}/model"): job_model,
     ("POST", "/jobs/{job_id}/stop"): job_stop,
+    ("GET", "/jobs/tune"): tune_form,
+    ("POST", "/jobs/tune"): submit_tuning,
+    ("GET", "/models"): models_list,
+    ("GET", "/models/{job_id}"): model_page,
+    ("GET", "/models/{job_id}/download"): model_download,
+    ("POST", "/models/{job_id}/approve"): model_decision("approve"),
+    ("POST", "/models/{job_id}/reject"): model_decision("reject"),
     ("GET", "/notifications"): notifications,
     ("POST", "/notifications/read"): notification_read,
     ("GET", "/admin"): admin_only("GET", "/admin"),

@@ -100,4 +100,4 @@ def test_local_app_signs_in_and_replaces_client_supplied_headers(platform: Platf
     assert signed_in.status_code == 303
     jobs = client.get("/jobs", headers={"x-amzn-oidc-data": forged, "accept": "application/json"})
     assert jobs.status_code == 200
-    assert {job["tenant_id"] for job in jobs.json()} == {"acme"}
+    assert {job["tenant_id"] for job in jobs.json()["items"]} == {"acme"}

@@ -220,13 +220,17 @@ def test_stop_running_job_calls_sagemaker_with_tenant_credentials(platform: Plat
 
 def test_notifications_list_and_mark_read(platform: Platform) -> None:
     client = platform.client("alice")
-    items = client.get("/notifications", headers=JSON).json()
-    assert len(items) == 3 and not any(item["read"] for item in items)
+    items = client.get("/notifications", headers=JSON).json()["items"]
+    stored = platform.table("Notifications").query(
+        KeyConditionExpression="tenant_id = :t", ExpressionAttributeValues={":t": "acme"}
+    )["Count"]
+    assert len(items) == stored >= 3 and not any(item["read"] for item in items)
     target = items[0]["notification_id"]
     response = client.post_form("/notifications/read", {"notification_id": target})
     assert response.status_code == 303
     after = {
-        i["notification_id"]: i["read"] for i in client.get("/notifications", headers=JSON).json()
+        i["notification_id"]: i["read"]
+        for i in client.get("/notifications", headers=JSON).json()["items"]
     }
     assert after[target] is True
     assert sum(after.values()) == 1

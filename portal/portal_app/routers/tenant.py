@@ -1,4 +1,4 @@
-"""Tenant pages: datasets, algorithms, jobs, notifications.
+"""Tenant pages: datasets, algorithms, jobs and tuning jobs, models, notifications.
 
 Every handler gets its tenant from the verified identity (``TenantDep``) and acts with that
 tenant's assumed-role clients; no path, query or form value names the tenant.
@@ -10,23 +10,38 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from training_common import FINAL_STATUSES, Job
+from training_common import FINAL_STATUSES, Job, JobKind, ModelApprovalStatus, ModelVersion
 
+from .. import charts
 from ..errors import BadRequest, NotFound, wants_json
-from ..services import datasets, forms, jobs
+from ..services import datasets, forms, jobs, models, tuning
 from ..web import FormDep, IdentityDep, Portal, PortalDep, TenantCaller, TenantDep, render
 
 router = APIRouter()
 
+NOTIFICATIONS_PAGE_SIZE = 50
+
 NOTICES = {
     "uploaded": "The file was uploaded.",
     "submitted": "The job was queued.",
+    "decision-recorded": (
+        "Your decision was recorded; the status changes once SageMaker confirms it."
+    ),
     "stop-requested": "Stopping the job was requested; its status changes in a moment.",
 }
 
 
 def _job_json(job: Job) -> dict[str, Any]:
     return job.model_dump(mode="json")
+
+
+def _model_json(model: ModelVersion) -> dict[str, Any]:
+    return model.model_dump(mode="json")
+
+
+def _next_token(request: Request) -> str | None:
+    """The ``next`` query parameter: the continuation token of a paginated list."""
+    return request.query_params.get("next") or None
 
 
 @router.get("/", include_in_schema=False)
@@ -103,15 +118,20 @@ def algorithms_page(request: Request, caller: TenantDep, portal: PortalDep) -> R
 
 @router.get("/jobs", name="jobs_page")
 def jobs_page(request: Request, caller: TenantDep) -> Response:
-    listed = caller.aws.jobs.list_for_tenant(caller.tenant_id, limit=100)
+    token = _next_token(request)
+    page = jobs.list_page(caller.aws, token)
     if wants_json(request):
-        return JSONResponse([_job_json(job) for job in listed])
+        return JSONResponse(
+            {"items": [_job_json(job) for job in page.items], "next": page.next_token}
+        )
     return render(
         request,
         "jobs.html",
         {
-            "jobs": listed,
-            "live": any(jobs.is_live(job) for job in listed),
+            "jobs": page.items,
+            "next_token": page.next_token,
+            "first_page": token is None,
+            "live": any(jobs.is_live(job) for job in page.items),
             "notice": NOTICES.get(request.query_params.get("notice", "")),
         },
     )
@@ -178,21 +198,127 @@ def submit_job(request: Request, caller: TenantDep, portal: PortalDep, form: For
     return RedirectResponse(f"/jobs/{job.job_id}?notice=submitted", status_code=303)
 
 
+def _tune_form(
+    request: Request,
+    caller: TenantCaller,
+    portal: Portal,
+    *,
+    values: dict[str, str] | None = None,
+    errors: list[str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    tenant = jobs.tenant_record(caller.aws)
+    entries = tuning.tunable_algorithms(jobs.visible_algorithms(tenant, portal.aws.catalog))
+    chosen = (values or {}).get("algorithm_id") or request.query_params.get("algorithm_id")
+    selected = next((entry for entry in entries if entry.id == chosen), None)
+    if selected is None and entries:
+        selected = entries[0]
+    defaults: dict[str, str] = {}
+    for entry in entries:
+        defaults.update(tuning.form_defaults(entry))
+    first_metric = selected.tuning_objectives[0] if selected else ""
+    return render(
+        request,
+        "tune_form.html",
+        {
+            "tenant": tenant,
+            "algorithms": entries,
+            "selected": selected,
+            "datasets": datasets.list_datasets(caller.aws, portal.settings.data_bucket),
+            "default_hyperparameters": {
+                entry.id: forms.format_key_values(entry.default_hyperparameters)
+                for entry in entries
+            },
+            "field_defaults": defaults,
+            "directions": {
+                metric: tuning.suggested_direction(metric).value
+                for entry in entries
+                for metric in entry.tuning_objectives
+            },
+            "default_direction": tuning.suggested_direction(first_metric).value,
+            "values": values or {},
+            "errors": errors or [],
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/jobs/tune")
+def tune_form(request: Request, caller: TenantDep, portal: PortalDep) -> Response:
+    return _tune_form(request, caller, portal)
+
+
+@router.post("/jobs/tune")
+def submit_tuning_job(
+    request: Request, caller: TenantDep, portal: PortalDep, form: FormDep
+) -> Response:
+    try:
+        tuning_request = tuning.request_from_form(
+            caller.tenant_id, caller.identity.display, form, portal.aws.catalog
+        )
+        job, note = jobs.submit(
+            caller.aws,
+            portal.aws.catalog,
+            portal.settings.training_requests_queue_url,
+            tuning_request,
+        )
+    except BadRequest as error:
+        if wants_json(request):
+            raise
+        return _tune_form(
+            request,
+            caller,
+            portal,
+            values=form,
+            errors=[error.message, *error.details],
+            status_code=400,
+        )
+    if wants_json(request):
+        return JSONResponse({"job": _job_json(job), "note": note}, status_code=201)
+    return RedirectResponse(f"/jobs/{job.job_id}?notice=submitted", status_code=303)
+
+
 @router.get("/jobs/{job_id}")
 def job_page(request: Request, job_id: str, caller: TenantDep) -> Response:
     job = jobs.get(caller.aws, job_id)
-    if wants_json(request):
-        return JSONResponse(_job_json(job))
-    return render(
-        request,
-        "job.html",
-        {
-            "job": job,
-            "live": jobs.is_live(job),
-            "final": job.status in FINAL_STATUSES,
-            "notice": NOTICES.get(request.query_params.get("notice", "")),
-        },
-    )
+    context: dict[str, Any] = {
+        "job": job,
+        "live": jobs.is_live(job),
+        "final": job.status in FINAL_STATUSES,
+        "notice": NOTICES.get(request.query_params.get("notice", "")),
+        "tuning_job": job.kind == JobKind.TUNING and job.tuning is not None,
+    }
+    if job.kind == JobKind.TUNING and job.tuning is not None:
+        token = _next_token(request)
+        page = tuning.trials_page(caller.aws, job, token)
+        if wants_json(request):
+            return JSONResponse(
+                {
+                    **_job_json(job),
+                    "trials": [trial.model_dump(mode="json") for trial in page.items],
+                    "next": page.next_token,
+                }
+            )
+        charted, cut = tuning.trials_for_chart(caller.aws, job)
+        context |= {
+            "trials": page.items,
+            "next_token": page.next_token,
+            "first_page": token is None,
+            "best_name": job.best_training_job.training_job_name if job.best_training_job else None,
+            "objective_chart": charts.objective_chart(
+                charted,
+                metric=job.tuning.objective_metric,
+                objective_type=job.tuning.objective_type,
+            ),
+            "chart_cut": cut,
+            "chart_limit": tuning.MAX_CHART_TRIALS,
+        }
+    else:
+        if wants_json(request):
+            return JSONResponse(_job_json(job))
+        context["metrics_chart"] = charts.metrics_chart(job.metric_series)
+    context["model_version"] = caller.aws.models.get(caller.tenant_id, job.job_id)
+    return render(request, "job.html", context)
 
 
 @router.get("/jobs/{job_id}/model")
@@ -213,10 +339,22 @@ def stop_job(request: Request, job_id: str, caller: TenantDep, form: FormDep) ->
 
 @router.get("/notifications")
 def notifications_page(request: Request, caller: TenantDep) -> Response:
-    items = caller.aws.notifications.list_for_tenant(caller.tenant_id, limit=100)
+    token = _next_token(request)
+    page = caller.aws.notifications.list_page(
+        caller.tenant_id, limit=NOTIFICATIONS_PAGE_SIZE, token=token
+    )
     if wants_json(request):
-        return JSONResponse([item.model_dump(mode="json") for item in items])
-    return render(request, "notifications.html", {"notifications": items})
+        return JSONResponse(
+            {
+                "items": [item.model_dump(mode="json") for item in page.items],
+                "next": page.next_token,
+            }
+        )
+    return render(
+        request,
+        "notifications.html",
+        {"notifications": page.items, "next_token": page.next_token, "first_page": token is None},
+    )
 
 
 @router.post("/notifications/read")
@@ -230,3 +368,78 @@ def mark_notification_read(
     if wants_json(request):
         return JSONResponse({"notification_id": notification_id, "read": True})
     return RedirectResponse("/notifications", status_code=303)
+
+
+@router.get("/models")
+def models_page(request: Request, caller: TenantDep) -> Response:
+    token = _next_token(request)
+    page = models.list_page(caller.aws, token)
+    if wants_json(request):
+        return JSONResponse(
+            {"items": [_model_json(model) for model in page.items], "next": page.next_token}
+        )
+    return render(
+        request,
+        "models.html",
+        {
+            "models": page.items,
+            "metric_names": models.metric_names(page.items),
+            "next_token": page.next_token,
+            "first_page": token is None,
+        },
+    )
+
+
+@router.get("/models/{job_id}")
+def model_page(request: Request, job_id: str, caller: TenantDep) -> Response:
+    model = models.get(caller.aws, job_id)
+    if wants_json(request):
+        return JSONResponse(_model_json(model))
+    awaiting = models.awaiting_event(model)
+    return render(
+        request,
+        "model.html",
+        {
+            "model": model,
+            "can_decide": models.can_decide(model),
+            "awaiting_event": awaiting,
+            "live": awaiting or model.approval_status == ModelApprovalStatus.REGISTERING,
+            "notice": NOTICES.get(request.query_params.get("notice", "")),
+        },
+    )
+
+
+@router.get("/models/{job_id}/download")
+def download_model_version(job_id: str, caller: TenantDep, portal: PortalDep) -> Response:
+    url = models.download_url(
+        caller.aws, portal.settings.artifacts_bucket, job_id, portal.settings.presigned_url_seconds
+    )
+    return RedirectResponse(url, status_code=303)
+
+
+def _decide(
+    request: Request,
+    job_id: str,
+    caller: TenantCaller,
+    form: dict[str, str],
+    status: ModelApprovalStatus,
+) -> Response:
+    model, decision = models.decide(
+        caller.aws, job_id, status, comment=form.get("comment", ""), by=caller.identity.display
+    )
+    if wants_json(request):
+        return JSONResponse(
+            {"job_id": model.job_id, "decision": decision.model_dump(mode="json")},
+            status_code=202,
+        )
+    return RedirectResponse(f"/models/{job_id}?notice=decision-recorded", status_code=303)
+
+
+@router.post("/models/{job_id}/approve")
+def approve_model(request: Request, job_id: str, caller: TenantDep, form: FormDep) -> Response:
+    return _decide(request, job_id, caller, form, ModelApprovalStatus.APPROVED)
+
+
+@router.post("/models/{job_id}/reject")
+def reject_model(request: Request, job_id: str, caller: TenantDep, form: FormDep) -> Response:
+    return _decide(request, job_id, caller, form, ModelApprovalStatus.REJECTED)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from enum import StrEnum
+from typing import TypeVar
+
 from ..errors import BadRequest
+
+E = TypeVar("E", bound=StrEnum)
 
 
 def required(form: dict[str, str], name: str, label: str) -> str:
@@ -21,6 +27,32 @@ def integer(form: dict[str, str], name: str, label: str, *, minimum: int, maximu
     if not minimum <= value <= maximum:
         raise BadRequest(f"{label} must be between {minimum} and {maximum}.")
     return value
+
+
+def number(form: dict[str, str], name: str, label: str) -> float:
+    """A finite decimal number (``1e-3`` and ``0.5`` alike)."""
+    raw = form.get(name, "").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"{label} must be a number, not {raw[:40]!r}.") from None
+    if not math.isfinite(value):
+        raise BadRequest(f"{label} must be a finite number, not {raw[:40]!r}.")
+    return value
+
+
+def choice(
+    form: dict[str, str], name: str, label: str, kind: type[E], default: E | None = None
+) -> E:
+    """One of ``kind``'s values (``default`` when the field is absent or blank)."""
+    raw = form.get(name, "").strip()
+    if not raw and default is not None:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        allowed = ", ".join(item.value for item in kind)
+        raise BadRequest(f"{label} must be one of {allowed}, not {raw[:40]!r}.") from None
 
 
 def checkbox(form: dict[str, str], name: str) -> bool:

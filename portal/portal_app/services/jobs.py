@@ -1,8 +1,9 @@
-"""Training jobs for a tenant: submit, list, read, stop, download the model."""
+"""Jobs for a tenant (training and tuning jobs alike): submit, list, read, stop, download."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from pydantic import ValidationError
 from training_common import (
@@ -11,7 +12,9 @@ from training_common import (
     CatalogEntry,
     CatalogRepository,
     Job,
+    JobKind,
     JobStatus,
+    Page,
     Tenant,
     TrainingRequest,
     check_request,
@@ -20,6 +23,7 @@ from training_common import (
     is_job_id_of_tenant,
     job_prefix,
     new_job_id,
+    tuning_job_name,
     utc_now,
 )
 
@@ -28,6 +32,9 @@ from ..errors import BadRequest, Conflict, NotFound
 from . import forms
 
 log = logging.getLogger("portal.jobs")
+
+JOBS_PAGE_SIZE = 50
+"""Jobs per page of the jobs list."""
 
 
 def tenant_record(aws: TenantAws) -> Tenant:
@@ -50,35 +57,44 @@ def request_from_form(tenant_id: str, submitted_by: str, form: dict[str, str]) -
 
     The tenant id comes from the verified identity only: a ``tenant_id`` form field is ignored.
     """
-    dataset = forms.required(form, "dataset_key", "Dataset")
-    if not dataset.startswith("tenants/"):
-        dataset = f"{datasets_prefix(tenant_id)}{dataset.strip('/')}/"
+    fields = job_fields_from_form(tenant_id, form)
     try:
         return TrainingRequest(
             tenant_id=tenant_id,
             job_id=new_job_id(tenant_id),
-            algorithm_id=forms.required(form, "algorithm_id", "Algorithm"),
-            dataset_key=dataset,
-            hyperparameters=forms.key_values(form, "hyperparameters", "Hyperparameters"),
-            instance_type=forms.required(form, "instance_type", "Instance type"),
-            instance_count=forms.integer(
-                form, "instance_count", "Instance count", minimum=1, maximum=100
-            ),
-            max_runtime_seconds=forms.integer(
-                form,
-                "max_runtime_seconds",
-                "Maximum runtime (seconds)",
-                minimum=60,
-                maximum=MAX_RUNTIME_LIMIT_SECONDS,
-            ),
-            use_spot=forms.checkbox(form, "use_spot"),
             submitted_by=submitted_by,
             submitted_at=utc_now(),
+            **fields,
         )
     except ValidationError as error:
         raise BadRequest(
             "The job request is invalid.", details=describe_schema_errors(error)
         ) from error
+
+
+def job_fields_from_form(tenant_id: str, form: dict[str, str]) -> dict[str, Any]:
+    """The fields a training job and a tuning job share: algorithm, dataset, static
+    hyperparameters and instance settings (BadRequest for the first malformed one)."""
+    dataset = forms.required(form, "dataset_key", "Dataset")
+    if not dataset.startswith("tenants/"):
+        dataset = f"{datasets_prefix(tenant_id)}{dataset.strip('/')}/"
+    return {
+        "algorithm_id": forms.required(form, "algorithm_id", "Algorithm"),
+        "dataset_key": dataset,
+        "hyperparameters": forms.key_values(form, "hyperparameters", "Hyperparameters"),
+        "instance_type": forms.required(form, "instance_type", "Instance type"),
+        "instance_count": forms.integer(
+            form, "instance_count", "Instance count", minimum=1, maximum=100
+        ),
+        "max_runtime_seconds": forms.integer(
+            form,
+            "max_runtime_seconds",
+            "Maximum runtime (seconds)",
+            minimum=60,
+            maximum=MAX_RUNTIME_LIMIT_SECONDS,
+        ),
+        "use_spot": forms.checkbox(form, "use_spot"),
+    }
 
 
 def submit(
@@ -139,13 +155,29 @@ def get(aws: TenantAws, job_id: str) -> Job:
 
 
 def stop(aws: TenantAws, job_id: str) -> Job:
-    """Ask SageMaker to stop the tenant's running job (tenant credentials; IAM checks the tag)."""
+    """Ask SageMaker to stop the tenant's running job (tenant credentials; IAM checks the tag).
+
+    A tuning job is stopped as a whole (``StopHyperParameterTuningJob``): SageMaker then stops
+    the training jobs it started.
+    """
     job = get(aws, job_id)
     if job.status not in {JobStatus.STARTING, JobStatus.IN_PROGRESS}:
         raise Conflict(f"Job {job_id} is {job.status.value}; only a running job can be stopped.")
-    aws.sagemaker.stop_training_job(TrainingJobName=job_id)
-    log.info("job stop requested", extra={"tenant_id": aws.tenant_id, "job_id": job_id})
+    if job.kind == JobKind.TUNING:
+        name = job.tuning_job_name or tuning_job_name(job_id)
+        aws.sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    else:
+        aws.sagemaker.stop_training_job(TrainingJobName=job_id)
+    log.info(
+        "job stop requested",
+        extra={"tenant_id": aws.tenant_id, "job_id": job_id, "kind": job.kind.value},
+    )
     return job
+
+
+def list_page(aws: TenantAws, token: str | None) -> Page[Job]:
+    """One page of the tenant's jobs, newest first (a bad token raises PageTokenError: 400)."""
+    return aws.jobs.list_page(aws.tenant_id, limit=JOBS_PAGE_SIZE, token=token or None)
 
 
 def model_download_url(aws: TenantAws, artifacts_bucket: str, job_id: str, expires: int) -> str:
