@@ -15,7 +15,7 @@ from portal_app.logs import configure_logging
 from training_common import new_session
 
 from .signin import EcSigner, LocalSignIn, LocalUser
-from .simulator import JobSimulator
+from .simulator import DEFAULT_STEP_SECONDS, JobSimulator
 from .stack import ALB_ARN, REGION, MotoServer, Seeded, create_resources, free_port, seed
 
 USERS = (
@@ -29,7 +29,11 @@ class LocalPortal:
     """moto_server + seeded resources + job simulator + the portal on 127.0.0.1."""
 
     def __init__(
-        self, port: int = 0, *, step_seconds: float = 1.5, log_level: str = "WARNING"
+        self,
+        port: int = 0,
+        *,
+        step_seconds: float = DEFAULT_STEP_SECONDS,
+        log_level: str = "WARNING",
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"

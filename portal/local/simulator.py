@@ -1,11 +1,20 @@
-"""Plays the launch handler and SageMaker for the local runner, so submitted jobs progress.
+"""Plays the launch handler, SageMaker and the job-events handler for the local runner.
 
 The handlers' own code isn't wired here: the simulator reads the training-requests queue, runs the
-same ``check_request`` the launch handler runs, and moves records through the same
-``JobRepository`` methods the handlers use (``transition`` for the launch, ``apply_state_update``
-for SageMaker's state-change events). On completion it writes a real ``model.tar.gz`` where
-SageMaker would and a notification. ``StopTrainingJob`` (which moto lacks) is answered by
-:meth:`JobSimulator.session_hook`.
+same ``check_request`` the launch handler runs, and moves records through the same repository
+methods the handlers use (``transition`` for the launch, ``apply_state_update`` for SageMaker's
+state-change events, ``TrialRepository.apply`` for a tuning job's training jobs). A training job
+goes STARTING → IN_PROGRESS → COMPLETED in two steps, with a metric series for its chart; a tuning
+job runs its trials as :mod:`local.tuning_jobs` describes. On completion the model archive is
+where SageMaker writes it and the model is registered (:mod:`local.registry`).
+
+moto lacks ``StopTrainingJob`` and ``StopHyperParameterTuningJob``:
+:meth:`JobSimulator.session_hook` answers them on the portal's sessions, and watches
+``UpdateModelPackage`` (which moto has) to play the "Model Package State Change" event that
+follows an approval.
+
+:meth:`JobSimulator.step` is one tick; the background thread calls it every 0.3 s, tests call it
+directly with a :class:`local.common.FakeClock`.
 """
 
 from __future__ import annotations
@@ -14,8 +23,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -27,32 +37,38 @@ from training_common import (
     JobRepository,
     JobStateUpdate,
     JobStatus,
-    Notification,
+    ModelRepository,
     NotificationRepository,
     TenantRepository,
     TrainingRequest,
+    TrialRepository,
     check_request,
-    iso_utc,
     model_artifact_key,
-    utc_now,
 )
 
-from .stack import REGION, model_archive
+from .common import REGION, EventClock, job_notification, model_archive, sagemaker_arn
+from .registry import LocalRegistry
+from .search import metric_series, metric_values
+from .tuning_jobs import TuningRun, TuningSimulator
 
 log = logging.getLogger("local.simulator")
+
+DEFAULT_STEP_SECONDS = 1.5
+"""One simulated step: a training job takes two, a tuning job one plus two per wave of trials
+(6 trials, 2 in parallel: about 10 s)."""
 
 
 @dataclass
 class _Running:
-    tenant_id: str
-    job_id: str
+    request: TrainingRequest
     started: float
+    started_at: datetime
     stage: int = 0
     stop_requested: bool = False
 
 
 class JobSimulator:
-    """Background thread: queue → STARTING → IN_PROGRESS → COMPLETED (or STOPPED)."""
+    """Queue → STARTING → IN_PROGRESS → COMPLETED (or STOPPED), for training and tuning jobs."""
 
     def __init__(
         self,
@@ -60,18 +76,44 @@ class JobSimulator:
         session: boto3.Session,
         endpoint_url: str | None,
         *,
-        step_seconds: float = 1.5,
+        step_seconds: float = DEFAULT_STEP_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        poll_seconds: float = 0.3,
     ) -> None:
         self.settings = settings
-        self.step = step_seconds
+        self.step_seconds = step_seconds
+        self.poll_seconds = poll_seconds
+        self.events = EventClock(clock)
         self.sqs = session.client("sqs", region_name=REGION, endpoint_url=endpoint_url)
         self.s3 = session.client("s3", region_name=REGION, endpoint_url=endpoint_url)
+        sagemaker = session.client("sagemaker", region_name=REGION, endpoint_url=endpoint_url)
         dynamodb = session.resource("dynamodb", region_name=REGION, endpoint_url=endpoint_url)
         self.tenants = TenantRepository(dynamodb.Table(settings.tenants_table))
         self.jobs = JobRepository(dynamodb.Table(settings.jobs_table))
         self.notifications = NotificationRepository(dynamodb.Table(settings.notifications_table))
         self.catalog = CatalogRepository(self.s3, settings.catalog_bucket, 0)
+        self.registry = LocalRegistry(
+            sagemaker=sagemaker,
+            s3=self.s3,
+            artifacts_bucket=settings.artifacts_bucket,
+            models=ModelRepository(dynamodb.Table(settings.models_table)),
+            notifications=self.notifications,
+            clock=self.events.now,
+        )
+        self.tuning = TuningSimulator(
+            jobs=self.jobs,
+            trials=TrialRepository(dynamodb.Table(settings.trials_table)),
+            notifications=self.notifications,
+            registry=self.registry,
+            s3=self.s3,
+            artifacts_bucket=settings.artifacts_bucket,
+            events=self.events,
+            step_seconds=step_seconds,
+        )
         self._running: dict[str, _Running] = {}
+        self._tuning: dict[str, TuningRun] = {}
+        self.finished_tuning: dict[str, TuningRun] = {}
+        """Tuning runs that ended, by job id (tests read their ``peak_parallel``)."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="job-simulator", daemon=True)
@@ -85,29 +127,47 @@ class JobSimulator:
         self._thread.join(timeout=10)
 
     def session_hook(self, session: boto3.Session) -> None:
-        """Answer StopTrainingJob on ``session``'s clients as SageMaker would (moto lacks it)."""
-        session.events.register("before-call.sagemaker.StopTrainingJob", self._on_stop)
+        """Answer the stop calls moto lacks on ``session``'s clients, and watch approvals."""
+        session.events.register("before-call.sagemaker.StopTrainingJob", self._on_stop_training)
+        session.events.register(
+            "before-call.sagemaker.StopHyperParameterTuningJob", self._on_stop_tuning
+        )
+        self.registry.session_hook(session)
 
-    def _on_stop(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+    def _on_stop_training(
+        self, params: dict[str, Any], **_: Any
+    ) -> tuple[AWSResponse, dict[str, Any]]:
         name = json.loads(params["body"])["TrainingJobName"]  # the serialized request
         with self._lock:
             running = self._running.get(name)
             if running is not None:
                 running.stop_requested = True
-        response = AWSResponse("https://api.sagemaker.local/", 200, {}, None)
-        if running is None:
-            error = {"Code": "ValidationException", "Message": f"Job {name} is not running"}
-            return AWSResponse("https://api.sagemaker.local/", 400, {}, None), {"Error": error}
-        return response, {"ResponseMetadata": {"HTTPStatusCode": 200}}
+        return _answer(running is not None, f"Job {name} is not running")
+
+    def _on_stop_tuning(
+        self, params: dict[str, Any], **_: Any
+    ) -> tuple[AWSResponse, dict[str, Any]]:
+        name = json.loads(params["body"])["HyperParameterTuningJobName"]
+        with self._lock:
+            run = next((r for r in self._tuning.values() if r.name == name), None)
+            if run is not None:
+                run.stop_requested = True
+        return _answer(run is not None, f"Tuning job {name} is not running")
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                self._launch_from_queue()
-                self._advance()
-            except Exception:
-                log.exception("simulator step failed")
-            self._stop.wait(0.3)
+            self.step()
+            self._stop.wait(self.poll_seconds)
+
+    def step(self) -> None:
+        """One tick: launch queued requests, move running jobs on, deliver registry events."""
+        try:
+            self._launch_from_queue()
+            self._advance()
+            self._advance_tuning()
+            self.registry.deliver_events()
+        except Exception:
+            log.exception("simulator step failed")
 
     def _launch_from_queue(self) -> None:
         response = self.sqs.receive_message(
@@ -123,19 +183,7 @@ class JobSimulator:
             if result.only_transient:
                 continue  # stays on the queue until a running job ends, like the launch handler
             if result.ok:
-                arn = f"arn:aws:sagemaker:{REGION}:123456789012:training-job/{request.job_id}"
-                self.jobs.transition(
-                    request.tenant_id,
-                    request.job_id,
-                    JobStatus.STARTING,
-                    from_statuses=[JobStatus.QUEUED],
-                    launch_attempts=1,
-                    training_job_arn=arn,
-                )
-                with self._lock:
-                    self._running[request.job_id] = _Running(
-                        request.tenant_id, request.job_id, time.monotonic()
-                    )
+                self._launch(request)
             else:
                 self.jobs.transition(
                     request.tenant_id,
@@ -149,8 +197,46 @@ class JobSimulator:
                 ReceiptHandle=message["ReceiptHandle"],
             )
 
+    def _launch(self, request: TrainingRequest) -> None:
+        if request.tuning is not None:
+            entry = self.catalog.get(request.algorithm_id)
+            assert entry is not None  # check_request found it
+            run = self.tuning.begin(request, entry)
+            if self.jobs.transition(
+                request.tenant_id,
+                request.job_id,
+                JobStatus.STARTING,
+                from_statuses=[JobStatus.QUEUED],
+                launch_attempts=1,
+                tuning_job_arn=run.arn,
+            ):
+                with self._lock:
+                    self._tuning[request.job_id] = run
+            return
+        if self.jobs.transition(
+            request.tenant_id,
+            request.job_id,
+            JobStatus.STARTING,
+            from_statuses=[JobStatus.QUEUED],
+            launch_attempts=1,
+            training_job_arn=sagemaker_arn("training-job", request.job_id),
+        ):
+            with self._lock:
+                self._running[request.job_id] = _Running(
+                    request, self.events.clock(), self.events.now()
+                )
+
+    def _advance_tuning(self) -> None:
+        with self._lock:
+            runs = list(self._tuning.values())
+        for run in runs:
+            if self.tuning.advance(run):
+                with self._lock:
+                    self._tuning.pop(run.job_id, None)
+                    self.finished_tuning[run.job_id] = run
+
     def _advance(self) -> None:
-        now = time.monotonic()
+        now = self.events.clock()
         with self._lock:
             running = list(self._running.values())
         for job in running:
@@ -158,49 +244,74 @@ class JobSimulator:
             if job.stop_requested:
                 self._event(job, JobStatus.STOPPING, "Stopping")
                 self._finish(job, JobStatus.STOPPED, "Stopped")
-            elif job.stage == 0 and elapsed >= self.step:
+            elif job.stage == 0 and elapsed >= self.step_seconds:
                 self._event(job, JobStatus.IN_PROGRESS, "Training")
                 job.stage = 1
-            elif job.stage == 1 and elapsed >= 2 * self.step:
+            elif job.stage == 1 and elapsed >= 2 * self.step_seconds:
                 self._finish(job, JobStatus.COMPLETED, "Completed")
 
     def _event(self, job: _Running, status: JobStatus, secondary: str, **extra: Any) -> None:
         self.jobs.apply_state_update(
-            job.tenant_id,
-            job.job_id,
+            job.request.tenant_id,
+            job.request.job_id,
             JobStateUpdate(
-                status=status, event_time=utc_now(), secondary_status=secondary, **extra
+                status=status, event_time=self.events.now(), secondary_status=secondary, **extra
             ),
         )
 
     def _finish(self, job: _Running, status: JobStatus, secondary: str) -> None:
-        extra: dict[str, Any] = {"billable_seconds": int(time.monotonic() - job.started) + 1}
+        request = job.request
+        tenant_id, job_id = request.tenant_id, request.job_id
+        billable = max(1, int((self.events.now() - job.started_at).total_seconds()))
+        extra: dict[str, Any] = {"billable_seconds": billable}
+        entry = self.catalog.get(request.algorithm_id)
+        finals = {} if entry is None else metric_values(entry, request.hyperparameters)
+        key = model_artifact_key(tenant_id, job_id)
         if status == JobStatus.COMPLETED:
-            key = model_artifact_key(job.tenant_id, job.job_id)
             self.s3.put_object(
-                Bucket=self.settings.artifacts_bucket, Key=key, Body=model_archive(job.job_id)
+                Bucket=self.settings.artifacts_bucket, Key=key, Body=model_archive(job_id)
             )
             extra |= {
                 "model_artifact_key": key,
-                "final_metrics": [FinalMetric(name="validation:auc", value=0.94)],
+                "final_metrics": [FinalMetric(name=n, value=v) for n, v in finals.items()],
             }
-        time.sleep(0.002)  # event times must increase strictly (millisecond resolution)
         self._event(job, status, secondary, **extra)
+        if finals:
+            self.jobs.set_metric_series(
+                tenant_id, job_id, metric_series(finals, job.started_at, self.events.now())
+            )
         with self._lock:
-            self._running.pop(job.job_id, None)
-        created = utc_now() + timedelta(milliseconds=1)
+            self._running.pop(job_id, None)
         self.notifications.put_if_absent(
-            Notification(
-                tenant_id=job.tenant_id,
-                notification_id=Notification.make_id(iso_utc(created), job.job_id),
-                job_id=job.job_id,
-                status=status,
-                subject=f"Training job {status.value.lower()}: {job.job_id}"[:100],
-                message=f"Job {job.job_id} ended {status.value}. Open the job page to download "
-                "its model."
+            job_notification(
+                tenant_id,
+                job_id,
+                status,
+                f"Training job {status.value.lower()}: {job_id}",
+                f"Job {job_id} ended {status.value}. Open the job page to download its model."
                 if status == JobStatus.COMPLETED
-                else f"Job {job.job_id} ended {status.value}.",
-                created_at=created,
+                else f"Job {job_id} ended {status.value}.",
+                self.events.now(),
             )
         )
-        log.info("job finished", extra={"job_id": job.job_id, "status": status.value})
+        stored = self.jobs.get(tenant_id, job_id)
+        if status == JobStatus.COMPLETED and entry is not None and stored is not None:
+            self.registry.register(
+                stored,
+                training_job_name=job_id,
+                artifact_key=key,
+                image_uri=entry.image_uri,
+                content_type=entry.input_content_type,
+                metrics=stored.final_metrics,
+                hyperparameters=request.hyperparameters,
+            )
+        log.info("job finished", extra={"job_id": job_id, "status": status.value})
+
+
+def _answer(ok: bool, message: str) -> tuple[AWSResponse, dict[str, Any]]:
+    """SageMaker's answer to a stop call: 200, or the ValidationException of a job not running."""
+    if ok:
+        response = AWSResponse("https://api.sagemaker.local/", 200, {}, None)
+        return response, {"ResponseMetadata": {"HTTPStatusCode": 200}}
+    error = {"Code": "ValidationException", "Message": message}
+    return AWSResponse("https://api.sagemaker.local/", 400, {}, None), {"Error": error}

@@ -6,12 +6,10 @@ process). Names are fixed; the account is moto's default.
 
 from __future__ import annotations
 
-import io
 import json
 import socket
 import subprocess
 import sys
-import tarfile
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -44,8 +42,12 @@ from training_common import (
     utc_now,
 )
 
-REGION = "eu-west-1"
-ACCOUNT = "123456789012"
+from .common import ACCOUNT as ACCOUNT  # re-exported: the tests and runner import them here
+from .common import REGION as REGION
+from .common import model_archive
+from .search import metric_series
+from .seed_tuning import seed_tuning_job
+
 ALB_ARN = (
     f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}"
     ":loadbalancer/app/portal-local/0123456789abcdef"
@@ -57,7 +59,10 @@ class Seeded:
     """What :func:`seed` created, for tests and the runner's banner."""
 
     jobs: dict[str, list[str]] = field(default_factory=dict)
+    """Each tenant's seeded training jobs: acme's COMPLETED, FAILED, STOPPED; globex's COMPLETED."""
     datasets: dict[str, str] = field(default_factory=dict)
+    tuning_jobs: dict[str, str] = field(default_factory=dict)
+    """The finished tuning job seeded for acme (8 trials, its model pending approval)."""
 
 
 def free_port() -> int:
@@ -239,6 +244,9 @@ CATALOG = [
     ),
 ]
 
+SEEDED_METRICS = {"validation:auc": 0.913, "train:auc": 0.941}
+"""The final metrics of every seeded completed training job."""
+
 TENANTS = [
     Tenant(
         tenant_id="acme",
@@ -264,21 +272,16 @@ TENANTS = [
 ]
 
 
-def model_archive(job_id: str) -> bytes:
-    """A small but real model.tar.gz (one JSON file)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        data = json.dumps({"job_id": job_id, "weights": [0.12, -0.5, 1.7]}).encode()
-        info = tarfile.TarInfo("model.json")
-        info.size = len(data)
-        archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def seed(
-    settings: PortalSettings, session: boto3.Session, endpoint_url: str | None = None
+    settings: PortalSettings,
+    session: boto3.Session,
+    endpoint_url: str | None = None,
+    *,
+    tuning_job: bool = True,
 ) -> Seeded:
-    """Tenants, catalog, one dataset each and finished jobs in several states, plus users."""
+    """Tenants, catalog, one dataset each, finished jobs in several states, acme's finished
+    tuning job with its model pending approval (unless ``tuning_job`` is False: the portal
+    tests, which write their own, skip its two seconds of moto calls), and the users."""
     s3 = _client(session, "s3", endpoint_url)
     dynamodb = session.resource("dynamodb", region_name=REGION, endpoint_url=endpoint_url)
     tenants = TenantRepository(dynamodb.Table(settings.tenants_table))
@@ -310,6 +313,17 @@ def seed(
                 settings, s3, jobs, notifications, tenant, key, status, hours_ago=3 - offset
             )
             seeded.jobs[tenant.tenant_id].append(job_id)
+        if tuning_job and tenant.tenant_id == "acme":
+            seeded.tuning_jobs[tenant.tenant_id] = seed_tuning_job(
+                settings,
+                dynamodb=dynamodb,
+                s3=s3,
+                sagemaker=_client(session, "sagemaker", endpoint_url),
+                entry=CATALOG[0],
+                tenant_id=tenant.tenant_id,
+                dataset_key=key,
+                submitted=utc_now() - timedelta(minutes=90),
+            )
     cognito = _client(session, "cognito-idp", endpoint_url)
     for email, tenant_id in (("alice@acme.example", "acme"), ("gina@globex.example", "globex")):
         cognito.admin_create_user(
@@ -367,13 +381,14 @@ def _seed_job(
     )
     end = start + timedelta(minutes=20)
     update: dict[str, Any] = {"status": status, "event_time": end, "billable_seconds": 1200}
+    finals = SEEDED_METRICS
     if status == JobStatus.COMPLETED:
         key = model_artifact_key(tenant.tenant_id, job_id)
         s3.put_object(Bucket=settings.artifacts_bucket, Key=key, Body=model_archive(job_id))
         update |= {
             "secondary_status": "Completed",
             "model_artifact_key": key,
-            "final_metrics": [FinalMetric(name="validation:auc", value=0.913)],
+            "final_metrics": [FinalMetric(name=n, value=v) for n, v in finals.items()],
         }
     elif status == JobStatus.FAILED:
         update |= {
@@ -383,6 +398,8 @@ def _seed_job(
     else:
         update |= {"secondary_status": "Stopped"}
     jobs.apply_state_update(tenant.tenant_id, job_id, JobStateUpdate(**update))
+    if status == JobStatus.COMPLETED:
+        jobs.set_metric_series(tenant.tenant_id, job_id, metric_series(finals, start, end))
     created = iso_utc(end)
     notifications.put_if_absent(
         Notification(

@@ -32,7 +32,7 @@ def platform() -> Iterator[Platform]:
     with mock_aws():
         session = new_session(region_name=REGION)
         settings = create_resources(session)
-        seeded = seed(settings, session)
+        seeded = seed(settings, session, tuning_job=False)
         signer = EcSigner(ALB_ARN, kid="alb-test-key")
         calls = AwsCalls()
         aws = AwsClients(settings, session_hook=calls.hook)

@@ -1,17 +1,21 @@
 """A person's path through the local portal in headless Chromium (Playwright, Debian's browser).
 
 Sign in locally as acme's user, upload a dataset file through the presigned POST, submit a job,
-watch the simulator take it to COMPLETED, download the model. Select with ``-m browser``.
+watch the simulator take it to COMPLETED, download the model. Then tune: a tuning job of 6
+training jobs, 2 in parallel, to COMPLETED, its best job and chart, the registered model
+approved with a comment and downloaded; globex sees none of it. Select with ``-m browser``.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +45,46 @@ def local_portal() -> Iterator[object]:
         yield portal
 
 
+def signed_in_page(browser: Any, url: str, user: str, tenant: str) -> Any:
+    """A new browser context signed in locally as ``user``."""
+    from playwright.sync_api import expect
+
+    page = browser.new_context(accept_downloads=True).new_page()
+    page.set_default_timeout(15_000)
+    page.goto(url + "/jobs")
+    expect(page.get_by_role("heading", name="Local sign-in")).to_be_visible()
+    page.get_by_label(user).check()
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("tenant")).to_have_text(tenant)
+    return page
+
+
+def upload_dataset(page: Any, name: str, data: Path) -> None:
+    """Upload ``data`` as dataset ``name`` through the presigned POST."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name="Datasets").click()
+    page.get_by_label("Dataset name").fill(name)
+    page.get_by_label("Content type").select_option("text/csv")
+    page.get_by_role("button", name="Next: choose the file").click()
+    page.locator("#upload-file").set_input_files(str(data))
+    page.get_by_role("button", name="Upload").click()
+    expect(page.get_by_role("status")).to_have_text("The file was uploaded.")
+    expect(page.locator(f'tr[data-dataset="{name}"]')).to_contain_text(data.name)
+
+
+def wait_for_text(page: Any, url: str, selector: str, text: str, seconds: float) -> None:
+    """Reload ``url`` until ``selector`` reads ``text`` (the simulator works in the background)."""
+    from playwright.sync_api import expect
+
+    deadline = time.monotonic() + seconds
+    page.goto(url)
+    while page.locator(selector).inner_text() != text and time.monotonic() < deadline:
+        time.sleep(1)
+        page.goto(url)
+    expect(page.locator(selector)).to_have_text(text)
+
+
 def test_acme_user_uploads_trains_and_downloads(local_portal: object, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -50,23 +94,8 @@ def test_acme_user_uploads_trains_and_downloads(local_portal: object, tmp_path: 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_context(accept_downloads=True).new_page()
-            page.set_default_timeout(15_000)
-            page.goto(url + "/jobs")
-            expect(page.get_by_role("heading", name="Local sign-in")).to_be_visible()
-            page.get_by_label("alice@acme.example").check()
-            page.get_by_role("button", name="Sign in").click()
-            expect(page.get_by_test_id("tenant")).to_have_text("acme")
-
-            page.get_by_role("link", name="Datasets").click()
-            page.get_by_label("Dataset name").fill("sensor-readings")
-            page.get_by_label("Content type").select_option("text/csv")
-            page.get_by_role("button", name="Next: choose the file").click()
-            page.locator("#upload-file").set_input_files(str(data))
-            page.get_by_role("button", name="Upload").click()
-            expect(page.get_by_role("status")).to_have_text("The file was uploaded.")
-            row = page.locator('tr[data-dataset="sensor-readings"]')
-            expect(row).to_contain_text("readings.csv")
+            page = signed_in_page(browser, url, "alice@acme.example", "acme")
+            upload_dataset(page, "sensor-readings", data)
 
             page.get_by_role("link", name="New job").click()
             page.get_by_label("Algorithm").select_option("xgboost")
@@ -98,6 +127,116 @@ def test_acme_user_uploads_trains_and_downloads(local_portal: object, tmp_path: 
                 assert json.loads(member.read())["job_id"] == job_id
 
             page.get_by_role("link", name="Notifications").click()
-            expect(page.locator(f'tr[data-notification$="#{job_id}"]')).to_contain_text("completed")
+            rows = page.locator(f'tr[data-notification$="#{job_id}"]')
+            expect(rows.filter(has_text="Training job completed")).to_have_count(1)
+            # its model was registered too, and waits for approval
+            expect(rows.filter(has_text="Model registered, pending approval")).to_have_count(1)
+        finally:
+            browser.close()
+
+
+def test_acme_tunes_approves_and_downloads_the_best_model_globex_sees_none(
+    local_portal: object, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url: str = local_portal.url  # type: ignore[attr-defined]
+    data = tmp_path / "vibration.csv"
+    data.write_text("label,temperature,vibration\n1,71.5,0.02\n0,65.0,0.01\n1,80.2,0.05\n")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = signed_in_page(browser, url, "alice@acme.example", "acme")
+            upload_dataset(page, "vibration", data)
+
+            page.get_by_role("link", name="Jobs", exact=True).click()
+            page.locator("a#tune-job").click()
+            expect(page.get_by_role("heading", name="Tune hyperparameters")).to_be_visible()
+            page.locator("#algorithm_id").select_option("xgboost")
+            page.locator("#dataset_key").select_option(label="vibration")
+            page.locator("#objective_metric").select_option("validation:auc")
+            page.locator("#objective_type").select_option("Maximize")
+            ranges = page.locator("#tune-xgboost")
+            ranges.locator("#tune-xgboost-eta").check()
+            ranges.locator('input[name="min__eta"]').fill("0.01")
+            ranges.locator('input[name="max__eta"]').fill("0.5")
+            ranges.locator('select[name="scaling__eta"]').select_option("Logarithmic")
+            ranges.locator("#tune-xgboost-max_depth").check()
+            ranges.locator('input[name="min__max_depth"]').fill("2")
+            ranges.locator('input[name="max__max_depth"]').fill("10")
+            page.locator("#hyperparameters").fill("num_round=50\nobjective=binary:logistic")
+            page.locator("#strategy").select_option("Bayesian")
+            page.locator("#max_training_jobs").fill("6")
+            page.locator("#max_parallel_training_jobs").fill("2")
+            page.locator("#instance_type").select_option("ml.m5.large")
+            page.locator("#max_runtime_seconds").fill("1800")
+            page.locator("#submit-tune").click()
+            expect(page.get_by_role("status")).to_have_text("The job was queued.")
+            job_url = page.url.split("?")[0]
+            job_id = job_url.rsplit("/", 1)[1]
+            assert job_id.startswith("acme-")
+
+            wait_for_text(page, job_url, "#job-status", "COMPLETED", 60)
+            expect(page.locator('#tuning-progress [data-counter="completed"]')).to_have_text("6")
+            trials = page.locator("#trials tbody tr[data-trial]")
+            expect(trials).to_have_count(6)
+            best = page.locator("#best-training-job")
+            best_name = best.get_attribute("data-training-job")
+            assert best_name and re.fullmatch(r"tune-[0-9a-f]{27}-\d{3}-[0-9a-f]{8}", best_name)
+            # the best job is the first row of the trials, best first, and marked as such
+            expect(trials.first).to_have_attribute("data-trial", best_name)
+            expect(trials.first).to_have_attribute("data-best", "1")
+            objectives = [float(v) for v in trials.locator("td[data-objective]").all_inner_texts()]
+            assert objectives == sorted(objectives, reverse=True)
+            expect(page.locator("#best-objective")).to_have_text(str(objectives[0]))
+            expect(page.locator("#best-hyperparameters")).to_contain_text("eta=")
+            expect(page.locator("svg#objective-chart")).to_be_visible()
+
+            page.get_by_role("link", name="Models", exact=True).click()
+            row = page.locator(f'tr[data-model="{job_id}"]')
+            expect(row.locator("[data-status]")).to_have_text("PendingManualApproval")
+            expect(row.locator('td[data-metric="validation:auc"]')).not_to_be_empty()
+            row.get_by_role("link").first.click()
+            model_url = url + f"/models/{job_id}"
+            expect(page).to_have_url(model_url)
+            expect(page.locator("#lineage")).to_contain_text(best_name)
+            page.locator("#comment").fill("Best AUC of the search; ship it")
+            page.locator("#approve-model").click()
+            wait_for_text(page, model_url, "#model-status", "Approved", 20)
+            decision = page.locator('#decisions tr[data-decision="Approved"]')
+            expect(decision).to_contain_text("Best AUC of the search; ship it")
+            expect(decision).to_contain_text("alice@acme.example")
+            expect(page.locator("#approve-model")).to_have_count(0)  # decided: no more buttons
+
+            href = page.locator("a#download-model").get_attribute("href")
+            assert href == f"/models/{job_id}/download"
+            answer = page.request.get(url + href, max_redirects=0)
+            assert answer.status == 303
+            presigned = answer.headers["location"]
+            assert "X-Amz-Signature=" in presigned and f"/jobs/{job_id}/output/" in presigned
+            archive = page.request.get(presigned, max_redirects=0)
+            assert archive.status == 200
+            with tarfile.open(fileobj=io.BytesIO(archive.body()), mode="r:gz") as tar:
+                member = tar.extractfile("model.json")
+                assert member is not None
+                document = json.loads(member.read())
+                assert (document["job_id"], document["training_job_name"]) == (job_id, best_name)
+
+            page.get_by_role("link", name="Notifications").click()
+            rows = page.locator(f'tr[data-notification$="#{job_id}"]')
+            expect(rows.filter(has_text="Tuning job completed")).to_have_count(1)
+            expect(rows.filter(has_text="Model approved")).to_have_count(1)
+
+            other = signed_in_page(browser, url, "gina@globex.example", "globex")
+            other.get_by_role("link", name="Models", exact=True).click()
+            expect(other.get_by_role("heading", name="Model registry")).to_be_visible()
+            expect(other.locator(f'tr[data-model="{job_id}"]')).to_have_count(0)
+            assert job_id not in other.content() and best_name not in other.content()
+            for path in (f"/jobs/{job_id}", f"/models/{job_id}", f"/models/{job_id}/download"):
+                response = other.request.get(url + path, max_redirects=0)
+                assert response.status == 404, path
+                assert best_name not in response.text()
+            other.goto(url + "/jobs")
+            expect(other.locator(f'a[href="/jobs/{job_id}"]')).to_have_count(0)
         finally:
             browser.close()
