@@ -298,7 +298,7 @@ class ObservabilitySettings(_Settings):
     monthly_budget_usd: float = Field(default=1000.0, gt=0, le=10_000_000)
     # Alarm when the oldest message of a work queue has waited longer than this.
     queue_age_alarm_minutes: int = Field(default=30, ge=5, le=1440)
-    # Alarm when this many training jobs fail within one hour.
+    # Alarm when this many training and tuning jobs (together) fail within one hour.
     failed_jobs_per_hour: int = Field(default=5, ge=1, le=1000)
     # Alarm when more than this percentage of portal requests end in a 5xx.
     portal_5xx_percent: float = Field(default=5.0, gt=0, le=100)

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 from training_common import (
     CatalogError,
@@ -52,7 +53,7 @@ from training_common import (
     utc_now,
 )
 
-from .telemetry import logger
+from .telemetry import logger, metrics
 
 MODEL_METRICS_FILE = "registry/model-metrics.json"
 DEFAULT_CONTENT_TYPE = "text/csv"
@@ -146,6 +147,7 @@ class ModelRegistrar:
             stored.tenant_id, stored.job_id, arn=arn, version=model_version_of_arn(arn)
         )
         logger.info("Model registered", model_package_arn=arn)
+        metrics.add_metric(name="ModelsRegistered", unit=MetricUnit.Count, value=1)
         return registered or stored.model_copy(update={"model_package_arn": arn})
 
     def _new_version(self, job: Job, origin: ModelSource) -> ModelVersion:

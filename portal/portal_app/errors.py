@@ -66,6 +66,8 @@ _CLIENT_ERROR_STATUS: dict[str, tuple[int, str]] = {
     "UsernameExistsException": (409, "A user with this email address already exists."),
     "ConditionalCheckFailedException": (409, "The record changed or already exists."),
     "ResourceInUse": (409, "The resource is busy; try again."),
+    # SageMaker's answer when another request is changing the same entity (UpdateModelPackage).
+    "ConflictException": (409, "Another request is changing this resource; try again."),
     "ThrottlingException": (503, "AWS is throttling requests; try again in a moment."),
     "Throttling": (503, "AWS is throttling requests; try again in a moment."),
     "ProvisionedThroughputExceededException": (503, "The tables are busy; try again."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from portal_helpers import Platform
 
@@ -15,6 +16,7 @@ TENANT_FORM = {
     "allowed_instance_types": "ml.m5.large, ml.m5.xlarge",
     "allowed_algorithms": "xgboost",
     "max_runtime_seconds": "3600",
+    "max_tuning_training_jobs": "20",
     "notification_email": "ops@initech.example",
 }
 
@@ -37,6 +39,7 @@ def test_admin_onboards_a_tenant_and_subscribes_its_email(platform: Platform) ->
     assert response.status_code == 303
     item = platform.table("Tenants").get_item(Key={"tenant_id": "initech"})["Item"]
     assert item["status"] == "ACTIVE" and item["allowed_algorithms"] == ["xgboost"]
+    assert item["max_tuning_training_jobs"] == 20
     subs = _subscriptions(platform)
     assert [s["Endpoint"] for s in subs] == ["ops@initech.example"]
     assert json.loads(subs[0]["FilterPolicy"]) == {"tenant_id": ["initech"]}
@@ -61,6 +64,50 @@ def test_bad_tenant_forms_are_400_naming_the_field(platform: Platform) -> None:
         assert response.status_code == 400, field
         body = response.json()
         assert message in body["error"] + " ".join(body.get("details", [])), body
+    tuning_cases = {
+        "501": "Maximum training jobs per tuning job must be between 0 and 500.",
+        "-1": "Maximum training jobs per tuning job must be between 0 and 500.",
+        "many": "Maximum training jobs per tuning job must be a whole number, not 'many'.",
+        "": "Maximum training jobs per tuning job must be a whole number, not ''.",
+    }
+    for value, message in tuning_cases.items():
+        response = admin.post_form(
+            "/admin/tenants", {**TENANT_FORM, "max_tuning_training_jobs": value}, headers=JSON
+        )
+        assert response.status_code == 400, value
+        assert response.json()["error"] == message
+    assert "Item" not in platform.table("Tenants").get_item(Key={"tenant_id": "initech"})
+
+
+def test_admin_sets_the_tuning_quota_that_the_tune_form_shows(platform: Platform) -> None:
+    admin = platform.client("admin")
+    page = admin.get("/admin/tenants/acme").text
+    field = re.search(r'<input type="number" name="max_tuning_training_jobs"[^>]*>', page)
+    assert field is not None and 'value="50"' in field.group(0)  # the default
+    form = {**TENANT_FORM, "display_name": "Acme Smart Devices", "max_tuning_training_jobs": "12"}
+    form.pop("tenant_id")
+    assert admin.post_form("/admin/tenants/acme", form).status_code == 303
+    item = platform.table("Tenants").get_item(Key={"tenant_id": "acme"})["Item"]
+    assert item["max_tuning_training_jobs"] == 12
+    assert admin.get("/admin/tenants/acme", headers=JSON).json()["max_tuning_training_jobs"] == 12
+    listed = admin.get("/admin/tenants").text
+    row = re.search(r'<tr data-tenant="acme">(.*?)</tr>', listed, re.S)
+    assert row is not None
+    assert '<td data-quota="max_tuning_training_jobs">12</td>' in row.group(1)
+    tune = platform.client("alice").get("/jobs/tune").text
+    quota = re.search(r'id="tuning-quota">(.*?)</p>', tune, re.S)
+    assert quota is not None and "12 training jobs per tuning job" in " ".join(
+        quota.group(1).split()
+    )
+    # 0 switches tuning off for the tenant: the launch-time check refuses any tuning job.
+    assert (
+        admin.post_form(
+            "/admin/tenants/acme", {**form, "max_tuning_training_jobs": "0"}
+        ).status_code
+        == 303
+    )
+    item = platform.table("Tenants").get_item(Key={"tenant_id": "acme"})["Item"]
+    assert item["max_tuning_training_jobs"] == 0
 
 
 def test_admin_edits_quota_and_suspends_then_reactivates(platform: Platform) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs, urlparse
 
+from botocore.exceptions import ClientError
 from portal_app.services import models
 from portal_helpers import Platform, model_item, put_model, put_tuning_job
 from training_common import (
@@ -131,6 +132,53 @@ def test_approving_updates_the_package_with_tenant_credentials_and_records_who(
     assert rejected.status_code == 409
     assert len(model_item(platform, "acme", job_id)["decisions"]) == 1
     assert len(_update_calls(platform, mark)) == 1
+
+
+def test_a_refused_update_withdraws_the_decision_so_the_tenant_can_decide_again(
+    platform: Platform,
+) -> None:
+    job_id = platform.seeded.jobs["acme"][0]
+    model = put_model(platform, "acme", job_id)
+    client = platform.client("alice")
+    tenant_sagemaker = platform.app.state.portal.aws.for_tenant("acme").sagemaker
+    # (error code SageMaker answers, Accept header, status and message the tenant gets):
+    # ConflictException is UpdateModelPackage's one modelled error; any other is a 502.
+    refusals = [
+        ("ConflictException", JSON, 409, "Another request is changing this resource"),
+        ("ConflictException", {}, 409, "Another request is changing this resource"),
+        ("InternalFailure", JSON, 502, "An AWS service call failed."),
+    ]
+    refused: list[str] = []
+
+    def refuse(**_: object) -> None:
+        code = refused[-1]
+        raise ClientError({"Error": {"Code": code, "Message": "refused"}}, "UpdateModelPackage")
+
+    event = "before-call.sagemaker.UpdateModelPackage"
+    tenant_sagemaker.meta.events.register(event, refuse)
+    for code, accept, status, message in refusals:
+        refused.append(code)
+        response = client.post_form(
+            f"/models/{job_id}/approve", {"comment": "ship it"}, headers=accept
+        )
+        assert response.status_code == status, response.text
+        assert message in response.text and f"UpdateModelPackage: {code}" in response.text
+        item = model_item(platform, "acme", job_id)
+        assert "decisions" not in item and item["approval_status"] == "PendingManualApproval"
+        assert _package(platform, model.model_package_arn)["ModelApprovalStatus"] == (
+            "PendingManualApproval"
+        )
+    page = client.get(f"/models/{job_id}").text
+    assert 'id="approve-model"' in page and 'data-decision="' not in page
+    tenant_sagemaker.meta.events.unregister(event, refuse)
+    mark = platform.calls.mark()
+    again = client.post_form(f"/models/{job_id}/approve", {"comment": "ship it"}, headers=JSON)
+    assert again.status_code == 202, again.text
+    assert again.json()["decision"]["status"] == "Approved"
+    assert len(_update_calls(platform, mark)) == 1
+    (decision,) = model_item(platform, "acme", job_id)["decisions"]
+    assert decision["status"] == "Approved" and decision["by"] == "alice@acme.example"
+    assert _package(platform, model.model_package_arn)["ModelApprovalStatus"] == "Approved"
 
 
 def test_rejecting_answers_json(platform: Platform) -> None:

@@ -262,6 +262,18 @@ def test_tuning_quota_and_untunable_algorithms_are_refused(platform: Platform) -
     assert "Algorithm 'nope' is not in the catalog." in unknown.json()["details"]
 
 
+def test_a_tenant_without_tuning_quota_is_told_on_the_form(platform: Platform) -> None:
+    platform.table("Tenants").update_item(
+        Key={"tenant_id": "acme"},
+        UpdateExpression="SET max_tuning_training_jobs = :n",
+        ExpressionAttributeValues={":n": 0},
+    )
+    page = platform.client("alice").get("/jobs/tune")
+    assert page.status_code == 200
+    assert 'id="tuning-off"' in page.text and "Tuning is off for your tenant" in page.text
+    assert 'id="tune-form"' not in page.text
+
+
 def test_tuning_job_page_shows_progress_best_job_trials_and_chart(platform: Platform) -> None:
     job_id = put_tuning_job(platform, "acme", trials=7)
     client = platform.client("alice")

@@ -87,12 +87,22 @@ def test_queue_age_alarms_use_the_configured_minutes(full: Synthesized) -> None:
         assert props["Threshold"] == 20 * 60
 
 
-def test_failed_training_jobs_burst_alarm(full: Synthesized) -> None:
+def test_failed_jobs_alarm_sums_failed_training_and_tuning_jobs(full: Synthesized) -> None:
     props = _alarm_props(full, "TrainingJobsFailing")
-    assert props["Namespace"] == "AiTrainingPlatform"
-    assert props["MetricName"] == "TrainingJobsFailed"
-    assert props["Dimensions"] == [{"Name": "service", "Value": "job_events"}]
-    assert props["Period"] == 3600 and props["Threshold"] == 3
+    assert "MetricName" not in props and props["Threshold"] == 3
+    assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    by_id = {m["Id"]: m for m in props["Metrics"]}
+    assert by_id["expr_1"]["Expression"] == "FILL(training, 0) + FILL(tuning, 0)"
+    assert by_id["expr_1"]["ReturnData"] is True
+    counted = {}
+    for id_ in ("training", "tuning"):
+        stat = by_id[id_]["MetricStat"]
+        assert by_id[id_]["ReturnData"] is False
+        assert stat["Metric"]["Namespace"] == "AiTrainingPlatform"
+        assert stat["Metric"]["Dimensions"] == [{"Name": "service", "Value": "job_events"}]
+        assert stat["Period"] == 3600 and stat["Stat"] == "Sum"
+        counted[id_] = stat["Metric"]["MetricName"]
+    assert counted == {"training": "TrainingJobsFailed", "tuning": "TuningJobsFailed"}
 
 
 def test_budget_is_monthly_from_config_and_alerts_the_topic(full: Synthesized) -> None:
@@ -108,8 +118,7 @@ def test_budget_is_monthly_from_config_and_alerts_the_topic(full: Synthesized) -
 
 
 def test_dashboard_shows_queues_handlers_and_training(full: Synthesized) -> None:
-    [dashboard] = of_type(full, "AWS::CloudWatch::Dashboard").values()
-    body = json.dumps(dashboard["DashboardBody"])
+    body = _dashboard_body(full)
     for needle in (
         "ApproximateNumberOfMessagesVisible",
         "ApproximateAgeOfOldestMessage",
@@ -128,6 +137,44 @@ def test_dashboard_shows_queues_handlers_and_training(full: Synthesized) -> None
         "GroupInServiceInstances",
     ):
         assert needle in body, needle
+
+
+def test_dashboard_puts_tuning_jobs_and_model_versions_next_to_training_jobs(
+    full: Synthesized,
+) -> None:
+    widgets = _dashboard_widgets(full)
+    titles = [w["properties"].get("title") or w["properties"].get("markdown") for w in widgets]
+    header = titles.index("## Training jobs, tuning jobs and model versions")
+    training, tuning, models = widgets[header + 1 : header + 4]
+    # One row of three: the header spans it, each graph is a third of the width.
+    assert [w["width"] for w in (training, tuning, models)] == [8, 8, 8]
+    assert len({w["y"] for w in (training, tuning, models)}) == 1
+
+    def names(widget: dict[str, Any]) -> list[str]:
+        # A metric is [namespace, name, dimension, value, ..., options]; an expression [options].
+        return [m[1] for m in widget["properties"]["metrics"] if isinstance(m[0], str)]
+
+    def expressions(widget: dict[str, Any]) -> list[str]:
+        return [m[0]["expression"] for m in widget["properties"]["metrics"] if "expression" in m[0]]
+
+    assert {
+        "TrainingJobsCompleted",
+        "TrainingJobsFailed",
+        "TrainingJobsStopped",
+        "MetricSeriesFailed",
+    } <= set(names(training))
+    # JobsLaunched counts tuning jobs too: the training graph subtracts them.
+    assert expressions(training) == ["launched - FILL(tuning, 0)"]
+    assert {
+        "TuningJobsLaunched",
+        "TuningJobsCompleted",
+        "TuningJobsFailed",
+        "TuningJobsStopped",
+        "TrialsApplied",
+    } <= set(names(tuning))
+    assert {"ModelsRegistered", "ModelStatusEventsApplied", "EventsDeadLettered"} <= set(
+        names(models)
+    )
 
 
 def test_portal_alarms_watch_the_share_of_5xx_and_unhealthy_hosts(full: Synthesized) -> None:
@@ -158,6 +205,20 @@ def test_every_log_group_in_every_stack_has_a_retention(
                     f"{name}/{logical_id} logs to a group without retention"
                 )
     assert groups >= 5
+
+
+def _dashboard_body(full: Synthesized) -> str:
+    """The dashboard body as CloudFormation renders it (an Fn::Join of strings and tokens)."""
+    [dashboard] = of_type(full, "AWS::CloudWatch::Dashboard").values()
+    body = dashboard["DashboardBody"]
+    if isinstance(body, str):
+        return body
+    return "".join(part if isinstance(part, str) else "TOKEN" for part in body["Fn::Join"][1])
+
+
+def _dashboard_widgets(full: Synthesized) -> list[dict[str, Any]]:
+    widgets: list[dict[str, Any]] = json.loads(_dashboard_body(full))["widgets"]
+    return widgets
 
 
 def _alarm_props(full: Synthesized, name: str) -> dict[str, Any]:

@@ -377,11 +377,16 @@ class ObservabilityStack(Stack):
             )
         self.dashboard.add_widgets(*widgets)
 
-    # -- training jobs -----------------------------------------------------------------------
+    # -- training and tuning jobs, model registry ----------------------------------------------
 
     def _training_jobs(self, settings: ObservabilitySettings) -> None:
+        """Jobs and model versions from the handlers' own metrics (Powertools, dimension
+        ``service``). ``JobsLaunched`` counts both kinds of job, ``TuningJobsLaunched`` the
+        tuning jobs among them; the events of a tuning job's trials count as ``TrialsApplied``,
+        never as training jobs. ``TrainingJobsFailing`` alarms on failed jobs of both kinds."""
+
         def job_metric(
-            name: str, service: str, period: Duration = FIVE_MINUTES
+            name: str, service: str = "job_events", period: Duration = FIVE_MINUTES
         ) -> cloudwatch.Metric:
             return cloudwatch.Metric(
                 namespace=METRICS_NAMESPACE,
@@ -391,26 +396,64 @@ class ObservabilityStack(Stack):
                 period=period,
             )
 
-        started = job_metric("JobsLaunched", "launch")
-        completed = job_metric("TrainingJobsCompleted", "job_events")
-        failed = job_metric("TrainingJobsFailed", "job_events")
+        tuning_launched = job_metric("TuningJobsLaunched", "launch")
+        training_launched = cloudwatch.MathExpression(
+            expression="launched - FILL(tuning, 0)",
+            using_metrics={
+                "launched": job_metric("JobsLaunched", "launch"),
+                "tuning": tuning_launched,
+            },
+            label="TrainingJobsLaunched",
+            period=FIVE_MINUTES,
+        )
+        outcomes = ("Completed", "Failed", "Stopped")
         self.dashboard.add_widgets(
-            cloudwatch.TextWidget(markdown="## Training jobs", width=24, height=1),
+            cloudwatch.TextWidget(
+                markdown="## Training jobs, tuning jobs and model versions", width=24, height=1
+            ),
             cloudwatch.GraphWidget(
-                title="Training jobs started, completed, failed",
-                left=[started, completed, failed],
-                width=24,
+                title="Training jobs launched, completed, failed, stopped",
+                left=[training_launched, *(job_metric(f"TrainingJobs{o}") for o in outcomes)],
+                right=[job_metric("MetricSeriesFailed")],
+                right_y_axis=cloudwatch.YAxisProps(label="Metric series not read", min=0),
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Tuning jobs launched, completed, failed, stopped; trials",
+                left=[tuning_launched, *(job_metric(f"TuningJobs{o}") for o in outcomes)],
+                right=[job_metric("TrialsApplied")],
+                right_y_axis=cloudwatch.YAxisProps(label="Trial events applied", min=0),
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Model versions registered, status changes; job events dead-lettered",
+                left=[job_metric("ModelsRegistered"), job_metric("ModelStatusEventsApplied")],
+                # A model that can't be registered parks its job event here ("cannot register
+                # the model: ..."), next to the other dead-lettered events.
+                right=[job_metric("EventsDeadLettered")],
+                width=8,
             ),
         )
+        hour = Duration.hours(1)
         self._alarm(
             "TrainingJobsFailing",
             cloudwatch.Alarm(
                 self,
                 "TrainingJobsFailing",
                 alarm_description=(
-                    f"{settings.failed_jobs_per_hour} or more training jobs failed within an hour"
+                    f"{settings.failed_jobs_per_hour} or more jobs (training and tuning jobs "
+                    "together) failed within an hour"
                 ),
-                metric=job_metric("TrainingJobsFailed", "job_events", Duration.hours(1)),
+                # FILL: an hour in which only one kind failed still counts the other as 0.
+                metric=cloudwatch.MathExpression(
+                    expression="FILL(training, 0) + FILL(tuning, 0)",
+                    using_metrics={
+                        "training": job_metric("TrainingJobsFailed", period=hour),
+                        "tuning": job_metric("TuningJobsFailed", period=hour),
+                    },
+                    label="Training and tuning jobs failed",
+                    period=hour,
+                ),
                 threshold=settings.failed_jobs_per_hour,
                 evaluation_periods=1,
                 comparison_operator=(

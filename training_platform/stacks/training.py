@@ -375,6 +375,8 @@ class TrainingStack(Stack):
             "TrainingRequestsDlqArn": self.requests_dead_letter_queue.queue_arn,
             "JobEventsDlqArn": self.events_dead_letter_queue.queue_arn,
             "JobsTableName": self.jobs_table.table_name,
+            "TrialsTableName": self.trials_table.table_name,
+            "ModelsTableName": self.models_table.table_name,
             "AlgorithmsRepositoryUri": self.algorithms_repository.repository_uri,
         }.items():
             CfnOutput(self, name, value=value)

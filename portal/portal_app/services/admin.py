@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from training_common import (
     INSTANCE_TYPE_PATTERN,
     MAX_RUNTIME_LIMIT_SECONDS,
+    MAX_TUNING_TRAINING_JOBS,
     CatalogEntry,
     CatalogRepository,
     MetricDefinition,
@@ -81,6 +82,13 @@ def tenant_from_form(form: dict[str, str], *, tenant_id: str, base: Tenant | Non
                 "Maximum runtime (seconds)",
                 minimum=60,
                 maximum=MAX_RUNTIME_LIMIT_SECONDS,
+            ),
+            max_tuning_training_jobs=forms.integer(
+                form,
+                "max_tuning_training_jobs",
+                "Maximum training jobs per tuning job",
+                minimum=0,
+                maximum=MAX_TUNING_TRAINING_JOBS,
             ),
             notification_email=email,
             **({"created_at": base.created_at} if base else {}),

@@ -1,10 +1,12 @@
 """A tenant's model registry: list, read, approve or reject, download.
 
 The versions are listed from ``MODELS_TABLE`` (the tenant role has no SageMaker List* call). A
-decision is sent to SageMaker first (``UpdateModelPackage`` with the tenant's credentials, which
-IAM limits to the tenant's own group and to Approved/Rejected), then recorded with who, when and
-the comment; the version's approval status itself changes when SageMaker's "Model Package State
-Change" event reaches the job-events handler.
+decision is recorded first, with who, when and the comment, on a version pending approval that
+has none yet (a conditional write, so of two simultaneous decisions one wins), then sent to
+SageMaker (``UpdateModelPackage`` with the tenant's credentials, which IAM limits to the
+tenant's own group and to Approved/Rejected); a refused call withdraws it. The version's
+approval status itself changes when SageMaker's "Model Package State Change" event reaches the
+job-events handler.
 """
 
 from __future__ import annotations
