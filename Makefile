@@ -103,8 +103,11 @@ deploy: install
 destroy: install
 	$(CDK) destroy --all $(CDK_FLAGS)
 
+# Tests run in up to four worker processes (pytest-xdist; two on a 2-core machine): each worker
+# synthesizes the environments it needs once, and moto-bound portal and handler tests, which
+# mostly wait on moto, overlap. `.venv/bin/python -m pytest <path>` runs serially.
 test: install build
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses=4
 
 lint: install
 	$(BIN)/ruff check .
