@@ -6,11 +6,19 @@ tenant's assumed-role clients; no path, query or form value names the tenant.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from training_common import FINAL_STATUSES, Job, JobKind, ModelApprovalStatus, ModelVersion
+from training_common import (
+    FINAL_STATUSES,
+    Job,
+    JobKind,
+    ModelApprovalStatus,
+    ModelVersion,
+    TrainingRequest,
+)
 
 from .. import charts
 from ..errors import BadRequest, NotFound, wants_json
@@ -174,18 +182,34 @@ def new_job(request: Request, caller: TenantDep, portal: PortalDep) -> Response:
 
 @router.post("/jobs")
 def submit_job(request: Request, caller: TenantDep, portal: PortalDep, form: FormDep) -> Response:
+    return _submit(
+        request,
+        caller,
+        portal,
+        form,
+        lambda: jobs.request_from_form(caller.tenant_id, caller.identity.display, form),
+        _job_form,
+    )
+
+
+def _submit(
+    request: Request,
+    caller: TenantCaller,
+    portal: Portal,
+    form: dict[str, str],
+    build: Callable[[], TrainingRequest],
+    form_page: Callable[..., Response],
+) -> Response:
+    """Build the request from the form, submit it (first check, QUEUED record, queue), and
+    answer 201 JSON or a redirect to the job; a bad form comes back with its errors (400)."""
     try:
-        training_request = jobs.request_from_form(caller.tenant_id, caller.identity.display, form)
         job, note = jobs.submit(
-            caller.aws,
-            portal.aws.catalog,
-            portal.settings.training_requests_queue_url,
-            training_request,
+            caller.aws, portal.aws.catalog, portal.settings.training_requests_queue_url, build()
         )
     except BadRequest as error:
         if wants_json(request):
             raise
-        return _job_form(
+        return form_page(
             request,
             caller,
             portal,
@@ -252,30 +276,16 @@ def tune_form(request: Request, caller: TenantDep, portal: PortalDep) -> Respons
 def submit_tuning_job(
     request: Request, caller: TenantDep, portal: PortalDep, form: FormDep
 ) -> Response:
-    try:
-        tuning_request = tuning.request_from_form(
+    return _submit(
+        request,
+        caller,
+        portal,
+        form,
+        lambda: tuning.request_from_form(
             caller.tenant_id, caller.identity.display, form, portal.aws.catalog
-        )
-        job, note = jobs.submit(
-            caller.aws,
-            portal.aws.catalog,
-            portal.settings.training_requests_queue_url,
-            tuning_request,
-        )
-    except BadRequest as error:
-        if wants_json(request):
-            raise
-        return _tune_form(
-            request,
-            caller,
-            portal,
-            values=form,
-            errors=[error.message, *error.details],
-            status_code=400,
-        )
-    if wants_json(request):
-        return JSONResponse({"job": _job_json(job), "note": note}, status_code=201)
-    return RedirectResponse(f"/jobs/{job.job_id}?notice=submitted", status_code=303)
+        ),
+        _tune_form,
+    )
 
 
 @router.get("/jobs/{job_id}")
