@@ -186,6 +186,14 @@ def model_download_url(aws: TenantAws, artifacts_bucket: str, job_id: str, expir
     key = job.model_artifact_key
     if job.status != JobStatus.COMPLETED or not key:
         raise Conflict(f"Job {job_id} has no model to download (status {job.status.value}).")
+    return archive_download_url(aws, artifacts_bucket, job_id, key, expires)
+
+
+def archive_download_url(
+    aws: TenantAws, artifacts_bucket: str, job_id: str, key: str, expires: int
+) -> str:
+    """A presigned GET of a model archive of the tenant's job ``job_id``: only a key below the
+    job's own prefix (NotFound otherwise), downloaded as ``<job id>-model.tar.gz``."""
     if not key.startswith(job_prefix(aws.tenant_id, job_id)) or ".." in key.split("/"):
         log.error("artifact key outside the job prefix", extra={"job_id": job_id, "key": key})
         raise NotFound("The job's model archive is not where it should be.")

@@ -20,13 +20,13 @@ from training_common import (
     ModelVersion,
     Page,
     is_job_id_of_tenant,
-    job_prefix,
     model_package_group_name,
     utc_now,
 )
 
 from ..aws import TenantAws
 from ..errors import BadRequest, Conflict, NotFound
+from . import jobs
 
 log = logging.getLogger("portal.models")
 
@@ -128,17 +128,6 @@ def _check_arn(aws: TenantAws, model: ModelVersion) -> None:
 def download_url(aws: TenantAws, artifacts_bucket: str, job_id: str, expires: int) -> str:
     """A presigned GET of the version's model archive, only below the tenant's job prefix."""
     model = get(aws, job_id)
-    key = model.model_artifact_key
-    if not key.startswith(job_prefix(aws.tenant_id, job_id)) or ".." in key.split("/"):
-        log.error("model artifact outside the job prefix", extra={"job_id": job_id, "key": key})
-        raise NotFound("The model archive is not where it should be.")
-    url: str = aws.s3.generate_presigned_url(
-        "get_object",
-        Params={
-            "Bucket": artifacts_bucket,
-            "Key": key,
-            "ResponseContentDisposition": f'attachment; filename="{job_id}-model.tar.gz"',
-        },
-        ExpiresIn=expires,
+    return jobs.archive_download_url(
+        aws, artifacts_bucket, job_id, model.model_artifact_key, expires
     )
-    return url
