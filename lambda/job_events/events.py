@@ -205,8 +205,11 @@ class ModelPackageStateChangeEvent(EventBridgeModel):
 
     @property
     def event_time(self) -> datetime:
-        """``LastModifiedTime``, else ``CreationTime``, else the envelope time."""
-        return self.detail.last_modified_time or self.detail.creation_time or self.time
+        """``LastModifiedTime``, else the envelope time.
+
+        Not ``CreationTime``: an approval without ``LastModifiedTime`` would then be exactly as
+        old as the creation event, and dropped as stale."""
+        return self.detail.last_modified_time or self.time
 
 
 StateChangeEvent = (

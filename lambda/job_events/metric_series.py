@@ -5,7 +5,8 @@ CloudWatch metrics in namespace ``/aws/sagemaker/TrainingJobs``, dimension ``Hos
 ``<training job name>/algo-1``. One ``GetMetricData`` call reads them all; the period is chosen
 so that no metric has more than :data:`training_common.MAX_METRIC_POINTS` points over the job's
 lifetime, and paging stops there too, so neither the calls nor the job record can grow without
-bound.
+bound. The period is also rounded up to what CloudWatch keeps for data of the start's age (5
+minutes after 15 days, 1 hour after 63 days): a finer period would return nothing.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from training_common import MAX_METRIC_POINTS, MetricPoint, MetricSeries
+from training_common import MAX_METRIC_POINTS, MetricPoint, MetricSeries, utc_now
 
 TRAINING_JOBS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 MIN_PERIOD_SECONDS = 60
 MAX_PAGES = 5
+RETENTION_GRANULARITY = ((timedelta(days=63), 3600), (timedelta(days=15), 300))
+"""(age, period): CloudWatch returns data older than ``age`` only for multiples of ``period``."""
 MAX_QUERIES = 500
 """GetMetricData takes at most 500 queries; SageMaker allows 40 metric definitions per job."""
 
@@ -29,11 +32,19 @@ def host_dimension(training_job_name: str) -> str:
     return f"{training_job_name}/algo-1"
 
 
-def period_for(start: datetime, end: datetime) -> int:
-    """The smallest multiple of 60 s that keeps ``[start, end]`` within MAX_METRIC_POINTS."""
+def period_for(start: datetime, end: datetime, now: datetime | None = None) -> int:
+    """The smallest multiple of 60 s that keeps ``[start, end]`` within MAX_METRIC_POINTS, and
+    that CloudWatch still answers for a start of that age (relative to ``now``): data older than
+    15 days only in multiples of 300 s, older than 63 days only in multiples of 3600 s."""
     seconds = max(1.0, (end - start).total_seconds())
     periods = math.ceil(seconds / MAX_METRIC_POINTS / MIN_PERIOD_SECONDS)
-    return max(1, periods) * MIN_PERIOD_SECONDS
+    period = max(1, periods) * MIN_PERIOD_SECONDS
+    age = (now or utc_now()) - start
+    granularity = next(
+        (step for older_than, step in RETENTION_GRANULARITY if age > older_than),
+        MIN_PERIOD_SECONDS,
+    )
+    return math.ceil(period / granularity) * granularity
 
 
 @dataclass
@@ -43,14 +54,19 @@ class MetricSeriesReader:
     cloudwatch: Any
 
     def read(
-        self, training_job_name: str, metric_names: list[str], start: datetime, end: datetime
+        self,
+        training_job_name: str,
+        metric_names: list[str],
+        start: datetime,
+        end: datetime,
+        now: datetime | None = None,
     ) -> list[MetricSeries]:
         """Each metric's values between ``start`` and ``end``, oldest first (at most
         MAX_METRIC_POINTS each). Raises botocore's errors; the caller decides what they cost."""
         names = metric_names[:MAX_QUERIES]
         if not names:
             return []
-        period = period_for(start, end)
+        period = period_for(start, end, now)
         queries = [
             {
                 "Id": f"m{index}",

@@ -21,8 +21,10 @@ repeated request is identical, content digest included::
      "metrics": {"<metric name>": {"value": <float>}, ...}}
 
 Throttling and other transient SageMaker errors propagate (SQS delivers the event again); a
-request SageMaker refuses as invalid raises :class:`RegistrationError`, which the service
-dead-letters with its reason.
+request SageMaker refuses as invalid, or refuses for a full account quota
+(``ResourceLimitExceeded``: retrying within the queue's few receives won't free it), raises
+:class:`RegistrationError`, which the service dead-letters with its reason, to be redriven once
+the request or the quota is fixed.
 """
 
 from __future__ import annotations
@@ -195,6 +197,10 @@ class ModelRegistrar:
                 _error_code(error) == "ValidationException"
                 and "already exists" in _error_message(error)
             )
+            if _error_code(error) == "ResourceLimitExceeded":
+                raise RegistrationError(
+                    f"SageMaker's model package group quota is reached: {_error_message(error)}"
+                ) from error
             if not already:
                 raise
             logger.info("Model package group already exists", group=name)
@@ -273,7 +279,7 @@ class ModelRegistrar:
         try:
             response = self.sagemaker.create_model_package(**request)
         except ClientError as error:
-            if _error_code(error) == "ValidationException":
+            if _error_code(error) in {"ValidationException", "ResourceLimitExceeded"}:
                 raise RegistrationError(
                     f"SageMaker refused the model package of job {job.job_id}: "
                     f"{_error_message(error)}"

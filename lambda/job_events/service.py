@@ -4,19 +4,22 @@
   (newer than ``last_event_time``, allowed by the status machine); running and final ones also
   refresh the record's metric series from CloudWatch (a CloudWatch error is logged, never
   fatal), and COMPLETED registers the model.
-- Training job events of a tuning job's training jobs (``TuningJobArn``; the ``job`` tag names
-  the platform job) write a trial, conditional on its event time; the tuning job's record is
-  left to the tuning job's own events.
+- Training job events of a tuning job's training jobs (``TuningJobArn``, or without it a ``job``
+  tag naming another job of the tenant; the tag names the platform job) write a trial,
+  conditional on its event time; the tuning job's record is left to the tuning job's own events.
 - Tuning job events apply status, progress counters and the best training job (from
-  ``DescribeHyperParameterTuningJob``) to the record; COMPLETED, or STOPPED with a best job,
-  registers the best training job's model.
+  ``DescribeHyperParameterTuningJob``) to the record; COMPLETED or STOPPED with a best job
+  registers the best training job's model (a redelivered final event describes the tuning job
+  again when the record has no best job). No best job at all: the tenant is told, nothing is
+  registered.
 - Model package events apply the approval status to the version's record; an approval or
   rejection notifies the tenant.
 
 Events for unknown jobs, for resources that aren't the platform's and stale or duplicate events
 change nothing. A job's final state notifies the tenant exactly once (``notify.Notifier``).
 Unreadable events go to the dead-letter queue with the reason; AWS errors propagate, so that
-SQS delivers the event again.
+SQS delivers the event again (a registration error notifies the tenant first). The
+``TrainingJobs*``/``TuningJobs*`` final-state metrics count a job's entry into its final state once.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from training_common import (
 
 from .events import (
     TrainingJobStateChangeEvent,
+    TrainingJobStateDetail,
     TuningJobStateChangeEvent,
     UnexpectedEventError,
     parse_event,
@@ -74,6 +78,8 @@ SERIES_STATUSES = frozenset(
     {JobStatus.IN_PROGRESS, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED}
 )
 """Statuses whose events refresh a training job's metric series."""
+REGISTERING_TUNING_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.STOPPED})
+"""Final statuses of a tuning job that register its best training job's model, if it has one."""
 IGNORED_TUNING_STATUSES = frozenset({"Deleting", "DeleteFailed"})
 """Tuning job statuses after the job's life (a deleted tuning job keeps its record)."""
 
@@ -172,7 +178,7 @@ class JobEventsService:
             status = from_sagemaker_status(detail.training_job_status)
         except ValueError as error:
             return self._dead_letter(message, str(error))
-        if detail.tuning_job_arn:
+        if detail.tuning_job_arn or _names_another_job(detail, tenant_id):
             return self._trial(event, tenant_id)
         job_id = detail.training_job_name
         update = JobStateUpdate(
@@ -232,12 +238,11 @@ class JobEventsService:
             parent = self.jobs.get(tenant_id, job_id)
             if parent is None:
                 return ignored(Outcome.UNKNOWN_JOB, "Training job event for an unknown job")
-            tuning_name = (detail.tuning_job_arn or "").rsplit("/", 1)[-1]
             if (
                 parent.kind != JobKind.TUNING
                 or parent.tuning is None
                 or not parent.tuning_job_name
-                or tuning_name.lower() != parent.tuning_job_name.lower()
+                or not _is_training_job_of(detail, parent.tuning_job_name)
             ):
                 return ignored(
                     Outcome.NOT_PLATFORM_JOB,
@@ -301,8 +306,17 @@ class JobEventsService:
             job, outcome = self._apply(tenant_id, job_id, update)
             if job is None:
                 return outcome
+            if job.best_training_job is None and job.status in REGISTERING_TUNING_STATUSES:
+                # A redelivered (stale) final event did not describe the tuning job, or its
+                # update lost a race: ask now, so that the best model is still registered.
+                if not (newer and wants_best):
+                    best = self.sagemaker_jobs.best_training_job(detail.tuning_job_name)
+                if best is not None:
+                    self.jobs.set_best_training_job(tenant_id, job_id, best)
+                    job = job.model_copy(update={"best_training_job": best})
+            final = job
             return self._after_final(
-                message, job, outcome, lambda: self.sagemaker_jobs.best_job_source(job)
+                message, final, outcome, lambda: self.sagemaker_jobs.best_job_source(final)
             )
 
     # Both ---------------------------------------------------------------------------------
@@ -314,7 +328,7 @@ class JobEventsService:
         if job is not None:
             logger.info("Job record updated", status=job.status.value)
             metrics.add_metric(name="EventsApplied", unit=MetricUnit.Count, value=1)
-            if is_final(job.status):
+            if _entered_final_state(job, update):
                 # TrainingJobsCompleted / ...Failed / ...Stopped (TuningJobs... for tuning jobs):
                 # the Observability stack's dashboard and its failed-jobs alarm read these.
                 kind = "TuningJobs" if job.kind == JobKind.TUNING else "TrainingJobs"
@@ -343,20 +357,29 @@ class JobEventsService:
     ) -> Outcome:
         """On a final state (also on a redelivery: both steps are idempotent): register the
         model when there is one, then notify the tenant. A model that can't be registered
-        parks the event on the dead-letter queue with the reason, after the notification."""
+        parks the event on the dead-letter queue with the reason, after the notification; any
+        other registration error notifies the tenant first and then propagates (SQS delivers
+        the event again), so the tenant hears of the job even if every attempt fails."""
         if not is_final(job.status) or job.status == JobStatus.REJECTED:
             return outcome
-        registers = job.status == JobStatus.COMPLETED or (
-            job.kind == JobKind.TUNING
-            and job.status == JobStatus.STOPPED
-            and job.best_training_job is not None
-        )
+        if job.kind == JobKind.TUNING:
+            # A tuning job whose training jobs all failed has no best job: nothing to register.
+            registers = (
+                job.status in REGISTERING_TUNING_STATUSES and job.best_training_job is not None
+            )
+        else:
+            registers = job.status == JobStatus.COMPLETED
         model, problem = None, None
         if registers:
             try:
                 model = self.registrar.ensure_registered(job, source)
             except RegistrationError as error:
                 problem = f"cannot register the model: {error}"
+            except Exception:
+                logger.exception("Model registration failed; notifying before the retry")
+                metrics.add_metric(name="RegistrationsRetried", unit=MetricUnit.Count, value=1)
+                self.notifier.ensure_notified(job, None)
+                raise
         self.notifier.ensure_notified(job, model)
         if problem is not None:
             return self._dead_letter(message, problem)
@@ -374,3 +397,27 @@ class JobEventsService:
             dlq_message_id=dlq_id,
         )
         return Outcome.DEAD_LETTERED
+
+
+def _names_another_job(detail: TrainingJobStateDetail, tenant_id: str) -> bool:
+    """Whether the ``job`` tag names a job of the tenant other than the training job itself:
+    a tuning job's training job, even when the event lacks ``TuningJobArn``."""
+    job_id = detail.tags.get("job", "")
+    return is_job_id_of_tenant(job_id, tenant_id) and job_id != detail.training_job_name
+
+
+def _is_training_job_of(detail: TrainingJobStateDetail, tuning_job_name: str) -> bool:
+    """Whether the training job belongs to the tuning job called ``tuning_job_name``: by its
+    ``TuningJobArn``, else by its name, ``<tuning job name>-nnn-xxxxxxxx`` (case-insensitive)."""
+    if detail.tuning_job_arn:
+        return detail.tuning_job_arn.rsplit("/", 1)[-1].lower() == tuning_job_name.lower()
+    return detail.training_job_name.lower().startswith(tuning_job_name.lower() + "-")
+
+
+def _entered_final_state(job: Job, update: JobStateUpdate) -> bool:
+    """Whether applying ``update`` moved the job into its final state (a later event of the same
+    final status adds details but is no second completion, failure or stop)."""
+    if not is_final(job.status):
+        return False
+    entries = [entry for entry in job.status_history if entry.status == job.status]
+    return len(entries) == 1 and iso_utc(entries[0].at) == iso_utc(update.event_time)

@@ -57,6 +57,19 @@ HANDLER_NAME = "launch"
 DEFERRALS_ATTRIBUTE = "quota_deferrals"
 RETRYABLE_SAGEMAKER_ERRORS = frozenset({"ThrottlingException", "ResourceLimitExceeded"})
 _ARN = re.compile(r"arn:aws[a-zA-Z-]*:[^\s'\"]+")
+MISMATCH_REASON = "request does not match its job record"
+JOB_SHAPING_FIELDS = (
+    "tenant_id",
+    "algorithm_id",
+    "dataset_key",
+    "hyperparameters",
+    "instance_type",
+    "instance_count",
+    "max_runtime_seconds",
+    "use_spot",
+    "tuning",
+)
+"""The request's fields that shape the SageMaker job; each must equal the job record's."""
 
 
 class Outcome(StrEnum):
@@ -226,8 +239,9 @@ class LaunchService:
         if job.status != JobStatus.QUEUED:
             logger.info("Job already handled", status=job.status.value)
             return Outcome.ALREADY_HANDLED
-        if job.kind != request.kind or job.slots != request.slots:
-            return self._mismatch(message, request)
+        differing = mismatched_fields(request, job)
+        if differing:
+            return self._mismatch(message, differing)
         target = Target.of(job)
         deferrals = message.int_attribute(DEFERRALS_ATTRIBUTE)
         attempts = deferrals + message.receive_count
@@ -274,8 +288,9 @@ class LaunchService:
         return str(response[target.api.arn_field])
 
     def _mark_starting(
-        self, request: TrainingRequest, target: Target, arn: str, attempts: int
+        self, request: TrainingRequest, target: Target, arn: str | None, attempts: int
     ) -> Outcome:
+        """QUEUED -> STARTING with the job's ARN (None: "already exists", yet not found)."""
         tuning = target.api.kind == JobKind.TUNING
         moved = self.jobs.transition(
             request.tenant_id,
@@ -307,8 +322,7 @@ class LaunchService:
         code = _error_code(error)
         text = str(error.response.get("Error", {}).get("Message", ""))
         if code == "ResourceInUse" or (code == "ValidationException" and "already exists" in text):
-            arn = self._existing_arn(target) or ""
-            return self._mark_starting(request, target, arn, attempts)
+            return self._mark_starting(request, target, self._existing_arn(target), attempts)
         if code in RETRYABLE_SAGEMAKER_ERRORS:
             delay = backoff_seconds(
                 message.receive_count,
@@ -339,19 +353,13 @@ class LaunchService:
             return Outcome.FAILED
         raise error
 
-    def _mismatch(self, message: QueueMessage, request: TrainingRequest) -> Outcome:
-        """The message and its job record disagree on the kind or the slots the job occupies
-        (the record is what the quota counts): park the message, tell the tenant."""
-        self._dead_letter(message, "the request does not match its job record (kind or slots)")
-        self.jobs.transition(
-            request.tenant_id,
-            request.job_id,
-            JobStatus.FAILED,
-            from_statuses={JobStatus.QUEUED},
-            failure_reason="The platform found this job's request inconsistent with the job, so "
-            "it was not started; it was set aside for the platform team. Please submit the job "
-            "again.",
-        )
+    def _mismatch(self, message: QueueMessage, differing: list[str]) -> Outcome:
+        """The message disagrees with its job record on what the job runs: park the message and
+        leave the record alone. Anyone who can send to the queue could forge such a message for
+        another tenant's queued job; marking that job FAILED would let the forgery cancel it."""
+        self._dead_letter(message, MISMATCH_REASON)
+        metrics.add_metric(name="RequestsMismatched", unit=MetricUnit.Count, value=1)
+        logger.warning("Request does not match its job record", fields=differing)
         return Outcome.DEAD_LETTERED
 
     def _change_visibility(self, message: QueueMessage, seconds: int) -> None:
@@ -443,6 +451,16 @@ class LaunchService:
             return
         metrics.add_metric(name="LaunchesExhausted", unit=MetricUnit.Count, value=1)
         logger.error("Last attempt failed; message goes to the dead-letter queue", reason=reason)
+
+
+def mismatched_fields(request: TrainingRequest, job: Job) -> list[str]:
+    """The job-shaping fields on which ``request`` and its record ``job`` differ.
+
+    The SageMaker request is built from the message, which a tenant session can send: it must
+    say exactly what the portal recorded, so a message can launch only the job its record
+    describes (and the record's kind and slots, which the quota counts, follow from ``tuning``).
+    """
+    return [name for name in JOB_SHAPING_FIELDS if getattr(request, name) != getattr(job, name)]
 
 
 def _error_code(error: ClientError) -> str:

@@ -34,6 +34,7 @@ from .keys import (
 from .models import (
     INSTANCE_TYPE_PATTERN,
     MAX_METRIC_POINTS,
+    MAX_METRIC_SERIES_POINTS,
     MAX_RUNTIME_LIMIT_SECONDS,
     CatalogEntry,
     FinalMetric,
@@ -135,6 +136,7 @@ __all__ = [
     "JOBS_BY_CREATED_AT_INDEX",
     "JOB_ID_PATTERN",
     "MAX_METRIC_POINTS",
+    "MAX_METRIC_SERIES_POINTS",
     "MAX_PAGE_SIZE",
     "MAX_RUNTIME_LIMIT_SECONDS",
     "MAX_TUNING_PARALLEL_JOBS",

@@ -211,7 +211,12 @@ class MetricSeries(BaseModel):
 
 
 MAX_METRIC_POINTS = 240
-"""Points kept per metric on a job record (DynamoDB items hold at most 400 KB)."""
+"""Points kept per metric on a job record."""
+
+MAX_METRIC_SERIES_POINTS = 600
+"""Points kept over all of a job's metrics (about 30 KB): a job record stays far below
+DynamoDB's 400 KB item limit and a page of 50 jobs below a query's 1 MB, with up to the 40
+metric definitions SageMaker allows."""
 
 
 class Job(_Record):
@@ -350,6 +355,7 @@ def to_dynamo_value(value: Any) -> Any:
 __all__ = [
     "INSTANCE_TYPE_PATTERN",
     "MAX_METRIC_POINTS",
+    "MAX_METRIC_SERIES_POINTS",
     "MAX_RUNTIME_LIMIT_SECONDS",
     "CatalogEntry",
     "FinalMetric",

@@ -26,6 +26,7 @@ from .ids import ALGORITHM_ID_PATTERN, iso_utc, utc_now
 from .keys import catalog_key
 from .models import (
     MAX_METRIC_POINTS,
+    MAX_METRIC_SERIES_POINTS,
     CatalogEntry,
     Job,
     JobStateUpdate,
@@ -39,7 +40,7 @@ from .models import (
 from .registry import ApprovalDecision, ModelApprovalStatus, ModelVersion
 from .sessions import new_session
 from .status import RUNNING_STATUSES, JobStatus, allowed_predecessors
-from .tuning import Trial
+from .tuning import BestTrainingJob, Trial
 
 JOBS_BY_CREATED_AT_INDEX = "ByCreatedAt"
 TRIALS_BY_OBJECTIVE_INDEX = "ByObjective"
@@ -410,10 +411,31 @@ class JobRepository:
         same = allowed & {update.status}
         return self._update(tenant_id, job_id, values, None, same, newer) if same else None
 
+    def set_best_training_job(self, tenant_id: str, job_id: str, best: BestTrainingJob) -> bool:
+        """Record a tuning job's best training job on its record when the state update that
+        carries it can't apply (the final event was redelivered after the record got there)."""
+        try:
+            self.table.update_item(
+                Key={"tenant_id": tenant_id, "job_id": job_id},
+                UpdateExpression="SET best_training_job = :best",
+                ConditionExpression=Attr("job_id").exists(),
+                ExpressionAttributeValues={
+                    ":best": to_dynamo_value(best.model_dump(mode="json", exclude_none=True))
+                },
+            )
+        except ClientError as error:
+            if is_conditional_check_failure(error):
+                return False
+            raise
+        return True
+
     def set_metric_series(self, tenant_id: str, job_id: str, series: list[MetricSeries]) -> bool:
-        """Replace the job's metrics over time (each series cut to its newest points)."""
+        """Replace the job's metrics over time, thinned evenly (first and last point kept) to at
+        most :data:`MAX_METRIC_POINTS` a metric and :data:`MAX_METRIC_SERIES_POINTS` in all."""
+        per_series = min(MAX_METRIC_POINTS, MAX_METRIC_SERIES_POINTS // max(1, len(series)))
         kept = [
-            item.model_copy(update={"points": item.points[-MAX_METRIC_POINTS:]}) for item in series
+            item.model_copy(update={"points": _thinned(item.points, max(2, per_series))})
+            for item in series
         ]
         try:
             self.table.update_item(
@@ -466,6 +488,14 @@ class JobRepository:
                 return None
             raise
         return Job.model_validate(response["Attributes"])
+
+
+def _thinned(points: list[T], most: int) -> list[T]:
+    """At most ``most`` of ``points``, evenly spaced, the first and the last among them."""
+    if len(points) <= most:
+        return list(points)
+    step = (len(points) - 1) / (most - 1)
+    return [points[round(index * step)] for index in range(most)]
 
 
 class NotificationRepository:
@@ -683,17 +713,18 @@ class ModelRepository:
         return self.get(tenant_id, job_id)
 
     def record_decision(self, tenant_id: str, job_id: str, decision: ApprovalDecision) -> bool:
-        """Record the tenant's decision (the portal, with the tenant's credentials) on a version
-        pending approval that has none yet; False otherwise. Recorded before SageMaker is told,
-        so of two simultaneous decisions only one reaches SageMaker."""
+        """Record the tenant's decision (the portal, with the tenant's credentials, on a version
+        it read as pending approval) unless the version has one already; False otherwise.
+        Recorded before SageMaker is told, so of two simultaneous decisions only one reaches
+        SageMaker."""
         undecided = Attr("decisions").not_exists() | Attr("decisions").size().eq(0)
         try:
+            # Only job_id and decisions in the condition: the tenant role may touch no other
+            # attribute (dynamodb:Attributes), so the caller checks the status it read.
             self.table.update_item(
                 Key={"tenant_id": tenant_id, "job_id": job_id},
                 UpdateExpression="SET decisions = :decision, updated_at = :now",
-                ConditionExpression=Attr("job_id").exists()
-                & Attr("approval_status").eq(ModelApprovalStatus.PENDING.value)
-                & undecided,
+                ConditionExpression=Attr("job_id").exists() & undecided,
                 ExpressionAttributeValues={
                     ":decision": [to_item(decision)],
                     ":now": iso_utc(utc_now()),
@@ -712,7 +743,7 @@ class ModelRepository:
             self.table.update_item(
                 Key={"tenant_id": tenant_id, "job_id": job_id},
                 UpdateExpression="REMOVE decisions SET updated_at = :now",
-                ConditionExpression=Attr("approval_status").eq(ModelApprovalStatus.PENDING.value),
+                ConditionExpression=Attr("decisions").size().eq(1),
                 ExpressionAttributeValues={":now": iso_utc(utc_now())},
             )
         except ClientError as error:

@@ -267,3 +267,24 @@ def test_a_final_state_is_counted_for_the_operators_dashboard(
     assert counted["TrainingJobsFailed"]["Value"] == [1.0], "a duplicate is not counted twice"
     assert "TrainingJobsCompleted" not in counted
     module.metrics.clear_metrics()
+
+
+def test_a_later_event_of_the_same_final_status_is_not_counted_again(
+    sample: Any, platform: Any, make: Any
+) -> None:
+    """A newer Failed event still applies (it may add details), but the job failed once."""
+    from job_events import service as module
+
+    module.metrics.clear_metrics()
+    job = starting_job(platform, make)
+    service = make_service(platform)
+    failed = sample.state_change(job.job_id, "Failed", T0, FailureReason="AlgorithmError")
+    again = sample.state_change(job.job_id, "Failed", T0 + 60_000, FailureReason="AlgorithmError")
+
+    assert service.handle(failed) is Outcome.APPLIED
+    assert service.handle(again) is Outcome.APPLIED
+
+    counted = module.metrics.metric_set
+    assert counted["TrainingJobsFailed"]["Value"] == [1.0]
+    assert sum(counted["EventsApplied"]["Value"]) == 2
+    module.metrics.clear_metrics()

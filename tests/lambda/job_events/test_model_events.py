@@ -3,6 +3,7 @@ the tenant exactly once."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -185,3 +186,33 @@ def test_unreadable_or_unexpected_events_are_dead_lettered_with_the_reason(
     [parked] = jobs_kit.dead_letters()
     assert parked["Body"] == raw
     assert parked["MessageAttributes"]["failure_reason"]["StringValue"].startswith(reason)
+
+
+def _without_last_modified(event: Any, envelope_time: str) -> Any:
+    """The event as SageMaker may send it: no ``LastModifiedTime``, the envelope at ``time``."""
+    body = json.loads(event.body)
+    del body["detail"]["LastModifiedTime"]
+    body["time"] = envelope_time
+    return dataclasses.replace(event, body=json.dumps(body))
+
+
+def test_an_approval_without_last_modified_time_is_dated_by_its_envelope(
+    platform: Any, jobs_kit: Any, sample: Any, registered: Any
+) -> None:
+    """Dated by CreationTime, the approval would be as old as the creation event: stale."""
+    service = jobs_kit.service()
+    creation = decided(sample, registered, "PendingManualApproval", "")
+    approval = decided(sample, registered, "Approved", "")
+
+    assert service.handle(_without_last_modified(creation, "2023-11-14T22:00:05Z")) is (
+        Outcome.APPLIED
+    )
+    assert service.handle(_without_last_modified(approval, "2023-11-14T23:00:00Z")) is (
+        Outcome.APPLIED
+    )
+
+    version = jobs_kit.models.get("acme", registered.job_id)
+    assert version.approval_status is ModelApprovalStatus.APPROVED
+    assert version.last_event_time.isoformat().startswith("2023-11-14T23:00:00")
+    [notification] = model_notifications(platform)
+    assert notification.model_status == "Approved"

@@ -112,7 +112,9 @@ def test_an_interrupted_registration_is_finished_with_the_same_client_token(
     pending = jobs_kit.models.get("acme", job.job_id)
     assert pending.approval_status is ModelApprovalStatus.REGISTERING
     assert pending.model_package_arn is None
-    assert platform.notifications.list_for_tenant("acme") == [], "no notification yet"
+    [told] = platform.notifications.list_for_tenant("acme")
+    assert told.published is True, "the tenant hears of the job before the retry"
+    assert "model registry" not in told.message
 
     def recording(**request: Any) -> Any:
         tokens.append(request["ClientToken"])
@@ -126,7 +128,7 @@ def test_an_interrupted_registration_is_finished_with_the_same_client_token(
     assert done.approval_status is ModelApprovalStatus.PENDING
     assert done.model_package_arn is not None
     [notification] = platform.notifications.list_for_tenant("acme")
-    assert notification.published is True
+    assert notification.notification_id == told.notification_id, "told once"
 
 
 def test_an_existing_group_is_used_as_it_is(platform: Any, jobs_kit: Any, sample: Any) -> None:
@@ -225,15 +227,30 @@ def _seed_metrics(platform: Any, job_id: str, start: datetime, minutes: int) -> 
         )
 
 
+def _recent_start() -> tuple[datetime, int]:
+    """A training start ten minutes ago (whole seconds) and the event time, in epoch ms, nine
+    minutes after it: CloudWatch keeps one-minute data of recent jobs only."""
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    return start, int(start.timestamp() * 1000) + 540_000
+
+
 def test_running_and_final_events_refresh_the_metric_series_from_cloudwatch(
     platform: Any, jobs_kit: Any, sample: Any
 ) -> None:
     job = jobs_kit.starting_job()
-    start = datetime.fromtimestamp((sample.T0 - 540_000) / 1000, UTC)
+    start, at_ms = _recent_start()
     _seed_metrics(platform, job.job_id, start, 5)
     service = jobs_kit.service()
 
-    service.handle(sample.state_change(job.job_id, "InProgress", sample.T0, secondary="Training"))
+    service.handle(
+        sample.state_change(
+            job.job_id,
+            "InProgress",
+            at_ms,
+            secondary="Training",
+            TrainingStartTime=int(start.timestamp() * 1000),
+        )
+    )
 
     series = {s.name: s for s in platform.jobs.get("acme", job.job_id).metric_series}
     assert set(series) == {"validation:rmse", "train:rmse"}
@@ -289,3 +306,94 @@ def test_a_cloudwatch_error_does_not_lose_the_event(
     assert record.metric_series == []
     assert jobs_kit.models.get("acme", job.job_id).model_package_arn is not None
     assert len(platform.notifications.list_for_tenant("acme")) == 1
+
+
+def _refusing(code: str, operation: str) -> Any:
+    def refuse(**_: Any) -> Any:
+        raise ClientError({"Error": {"Code": code, "Message": f"{code} says no"}}, operation)
+
+    return refuse
+
+
+@pytest.mark.parametrize(
+    ("method", "code"),
+    [
+        ("create_model_package", "ConflictException"),
+        ("create_model_package_group", "AccessDeniedException"),
+    ],
+)
+def test_any_registration_error_notifies_the_tenant_before_sqs_retries(
+    platform: Any,
+    jobs_kit: Any,
+    sample: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    code: str,
+) -> None:
+    """Should every attempt fail and the event dead-letter, the tenant has still been told."""
+    job = jobs_kit.starting_job()
+    service = jobs_kit.service()
+    monkeypatch.setattr(service.sagemaker, method, _refusing(code, method))
+
+    with pytest.raises(ClientError, match=code):
+        service.handle(sample.completed(job.job_id, sample.T0))
+    with pytest.raises(ClientError, match=code):
+        service.handle(sample.completed(job.job_id, sample.T0))
+
+    assert platform.jobs.get("acme", job.job_id).status is JobStatus.COMPLETED
+    [notification] = platform.notifications.list_for_tenant("acme")
+    assert notification.published is True
+    assert jobs_kit.dead_letters() == []
+
+
+def test_an_s3_error_writing_the_model_metrics_notifies_before_the_retry(
+    platform: Any, jobs_kit: Any, sample: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = jobs_kit.starting_job()
+    service = jobs_kit.service()
+    denied = _refusing("KMS.AccessDeniedException", "PutObject")
+    monkeypatch.setattr(service.s3, "put_object", denied)
+
+    with pytest.raises(ClientError, match="KMS"):
+        service.handle(sample.completed(job.job_id, sample.T0))
+
+    [notification] = platform.notifications.list_for_tenant("acme")
+    assert notification.published is True
+
+
+@pytest.mark.parametrize(
+    ("method", "reason"),
+    [
+        (
+            "create_model_package",
+            "cannot register the model: SageMaker refused the model package of job {job_id}: "
+            "ResourceLimitExceeded says no",
+        ),
+        (
+            "create_model_package_group",
+            "cannot register the model: SageMaker's model package group quota is reached: "
+            "ResourceLimitExceeded says no",
+        ),
+    ],
+)
+def test_a_full_quota_dead_letters_the_event_with_the_reason_after_notifying(
+    platform: Any,
+    jobs_kit: Any,
+    sample: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    reason: str,
+) -> None:
+    """Retrying within the queue's few receives won't raise a quota: park it, redrive later."""
+    job = jobs_kit.starting_job()
+    service = jobs_kit.service()
+    monkeypatch.setattr(service.sagemaker, method, _refusing("ResourceLimitExceeded", method))
+
+    assert service.handle(sample.completed(job.job_id, sample.T0)) is Outcome.DEAD_LETTERED
+
+    [parked] = jobs_kit.dead_letters()
+    assert parked["MessageAttributes"]["failure_reason"]["StringValue"] == reason.format(
+        job_id=job.job_id
+    )
+    [notification] = platform.notifications.list_for_tenant("acme")
+    assert notification.published is True

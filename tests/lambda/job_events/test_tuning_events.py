@@ -4,10 +4,18 @@ trials, never touching the tuning job's record."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from job_events.service import Outcome
-from training_common import JobStatus, ModelApprovalStatus, ObjectiveType, objective_key
+from training_common import (
+    JobStateUpdate,
+    JobStatus,
+    ModelApprovalStatus,
+    ObjectiveType,
+    objective_key,
+)
 
 
 def trial_event(
@@ -328,3 +336,140 @@ def test_trial_events_of_unknown_or_foreign_tuning_jobs_are_ignored(
     )
     assert service.handle(foreign) is Outcome.NOT_PLATFORM_JOB
     assert jobs_kit.trials.in_launch_order("acme", job.job_id).items == []
+
+
+def _finished_without_best(platform: Any, job: Any, status: JobStatus, at_ms: int) -> None:
+    """The record as an earlier delivery of the final event left it: final, no best job (the
+    tuning job did not report it yet when that delivery described it)."""
+    update = JobStateUpdate(status=status, event_time=datetime.fromtimestamp(at_ms / 1000, UTC))
+    assert platform.jobs.apply_state_update("acme", job.job_id, update) is not None
+
+
+@pytest.mark.parametrize(
+    ("sagemaker_status", "status"),
+    [("Completed", JobStatus.COMPLETED), ("Stopped", JobStatus.STOPPED)],
+)
+def test_a_redelivered_final_event_describes_the_tuning_job_for_its_best_job(
+    platform: Any, jobs_kit: Any, sample: Any, sagemaker_status: str, status: JobStatus
+) -> None:
+    """A stale final event still registers the best model when the record lacks its best job."""
+    job = jobs_kit.tuning_job()
+    best = jobs_kit.trial_job(job, 1)
+    jobs_kit.set_best(job, best, 0.9)
+    _finished_without_best(platform, job, status, sample.T0)
+    final = sample.tuning(
+        job.tuning_job_name, sagemaker_status, sample.T0, tags=jobs_kit.tags(job), completed=3
+    )
+
+    assert jobs_kit.service().handle(final) is Outcome.STALE
+
+    version = jobs_kit.models.get("acme", job.job_id)
+    assert version.training_job_name == best
+    assert version.objective.value == 0.9
+    assert version.model_package_arn is not None
+    assert jobs_kit.dead_letters() == []
+    [notification] = platform.notifications.list_for_tenant("acme")
+    assert f"Best training job: {best}" in notification.message
+    record = platform.jobs.get("acme", job.job_id)
+    assert record.best_training_job is not None  # the job page shows it too
+    assert record.best_training_job.training_job_name == best
+
+
+def test_a_tuning_job_completed_without_a_successful_training_job_registers_nothing(
+    platform: Any, jobs_kit: Any, sample: Any
+) -> None:
+    """A normal outcome: the tenant is told, nothing is registered, nothing dead-letters."""
+    job = jobs_kit.tuning_job()
+    jobs_kit.set_best(job, "", 0.0)  # no BestTrainingJob
+    done = sample.tuning(
+        job.tuning_job_name, "Completed", sample.T0, tags=jobs_kit.tags(job), failed=6
+    )
+    service = jobs_kit.service()
+
+    assert service.handle(done) is Outcome.APPLIED
+    assert service.handle(done) is Outcome.STALE
+
+    assert platform.jobs.get("acme", job.job_id).status is JobStatus.COMPLETED
+    assert jobs_kit.models.get("acme", job.job_id) is None
+    assert jobs_kit.dead_letters() == []
+    [notification] = platform.notifications.list_for_tenant("acme")
+    assert "No training job reported an objective value." in notification.message
+
+
+def test_a_trial_event_without_a_tuning_job_arn_is_routed_by_its_job_tag(
+    platform: Any, jobs_kit: Any, sample: Any
+) -> None:
+    job = jobs_kit.tuning_job()
+    name = f"{job.tuning_job_name.upper()}-002-0a1b2c3d"
+    event = trial_event(sample, job, name, "Completed", sample.T0, 0.88, TuningJobArn=None)
+
+    assert jobs_kit.service().handle(event) is Outcome.APPLIED
+
+    trial = jobs_kit.trials.get("acme", job.job_id, name)
+    assert trial.objective_value == 0.88
+    assert platform.jobs.get("acme", job.job_id).status is JobStatus.STARTING
+
+
+def test_a_job_tagged_training_job_not_named_after_the_tuning_job_is_no_trial(
+    platform: Any, jobs_kit: Any, sample: Any
+) -> None:
+    job = jobs_kit.tuning_job()
+    plain = jobs_kit.starting_job()
+    service = jobs_kit.service()
+    stranger = trial_event(
+        sample,
+        job,
+        "someone-elses-job-001-0a1b2c3d",
+        "Completed",
+        sample.T0,
+        0.99,
+        TuningJobArn=None,
+    )
+    of_a_training_job = trial_event(
+        sample,
+        job,
+        f"{job.tuning_job_name}-001-0a1b2c3d",
+        "Completed",
+        sample.T0,
+        0.99,
+        TuningJobArn=None,
+        Tags={"tenant": "acme", "job": plain.job_id},
+    )
+
+    assert service.handle(stranger) is Outcome.NOT_PLATFORM_JOB
+    assert service.handle(of_a_training_job) is Outcome.NOT_PLATFORM_JOB
+
+    assert jobs_kit.trials.in_launch_order("acme", job.job_id).items == []
+    assert jobs_kit.trials.in_launch_order("acme", plain.job_id).items == []
+    assert platform.jobs.get("acme", plain.job_id).status is JobStatus.STARTING
+
+
+def test_a_newer_final_tuning_event_is_not_counted_as_a_second_completion(
+    platform: Any, jobs_kit: Any, sample: Any
+) -> None:
+    from job_events import service as module
+
+    module.metrics.clear_metrics()
+    job = jobs_kit.tuning_job()
+    jobs_kit.set_best(job, jobs_kit.trial_job(job, 1), 0.9)
+    service = jobs_kit.service()
+    tags = jobs_kit.tags(job)
+
+    assert (
+        service.handle(
+            sample.tuning(job.tuning_job_name, "Completed", sample.T0, tags=tags, completed=5)
+        )
+        is Outcome.APPLIED
+    )
+    assert (
+        service.handle(
+            sample.tuning(
+                job.tuning_job_name, "Completed", sample.T0 + 60_000, tags=tags, completed=6
+            )
+        )
+        is Outcome.APPLIED
+    )
+
+    assert platform.jobs.get("acme", job.job_id).tuning_progress.completed == 6
+    assert module.metrics.metric_set["TuningJobsCompleted"]["Value"] == [1.0]
+    module.metrics.clear_metrics()

@@ -136,6 +136,75 @@ def test_name_already_in_use_counts_as_created(
     assert job.training_job_arn and job.training_job_arn.endswith(f"training-job/{req.job_id}")
 
 
+def test_name_in_use_that_describe_cannot_find_leaves_the_arn_unset(
+    platform: Any, make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    platform.tenants.put(make.tenant())
+    req = make.queue(platform, make.request())
+    service = make_service(platform)
+
+    def already_exists(**_: Any) -> None:
+        raise client_error("ValidationException", "a training job with this name already exists")
+
+    def not_found(**_: Any) -> None:
+        raise client_error("ValidationException", "Requested resource not found.")
+
+    monkeypatch.setattr(service.sagemaker, "create_training_job", already_exists)
+    monkeypatch.setattr(service.sagemaker, "describe_training_job", not_found)
+    assert service.handle(message(req)) is Outcome.LAUNCHED
+
+    job = platform.jobs.get("acme", req.job_id)
+    assert job.status is JobStatus.STARTING
+    assert job.training_job_arn is None, "no empty ARN on the record"
+    raw = platform.jobs.table.get_item(Key={"tenant_id": "acme", "job_id": req.job_id})["Item"]
+    assert "training_job_arn" not in raw
+
+
+FORGED_FIELDS = {
+    "algorithm_id": "lightgbm",
+    "dataset_key": "tenants/acme/datasets/other/",
+    "hyperparameters": {"num_round": "5000"},
+    "instance_type": "ml.m5.xlarge",
+    "instance_count": 2,
+    "max_runtime_seconds": 7200,
+    "use_spot": True,
+}
+
+
+@pytest.mark.parametrize("field", sorted(FORGED_FIELDS))
+def test_a_request_that_differs_from_its_record_is_parked_and_the_record_kept(
+    platform: Any, make: Any, field: str
+) -> None:
+    """A tenant session can send to the queue: a message naming a queued job (another
+    tenant's, say) with parameters of its own choosing launches nothing and cancels nothing."""
+    platform.tenants.put(make.tenant())
+    req = make.queue(platform, make.request())
+    forged = req.model_copy(update={field: FORGED_FIELDS[field]})
+    service = make_service(platform)
+
+    assert service.handle(message(forged)) is Outcome.DEAD_LETTERED
+
+    [parked] = platform.receive_all(platform.env["TRAINING_REQUESTS_DLQ_URL"])
+    assert parked["MessageAttributes"]["failure_reason"]["StringValue"] == (
+        "request does not match its job record"
+    )
+    assert platform.sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
+    job = platform.jobs.get("acme", req.job_id)
+    assert (job.status, job.failure_reason, job.launch_attempts) == (JobStatus.QUEUED, None, 0)
+    assert service.handle(message(req)) is Outcome.LAUNCHED, "the real request still runs"
+
+
+def test_a_request_matching_its_record_with_other_metadata_launches(
+    platform: Any, make: Any
+) -> None:
+    """Only what shapes the job must match: who sent it and when are not compared."""
+    platform.tenants.put(make.tenant())
+    req = make.queue(platform, make.request())
+    resent = req.model_copy(update={"submitted_by": "bob@example.com"})
+
+    assert make_service(platform).handle(message(resent)) is Outcome.LAUNCHED
+
+
 def test_spot_request_sets_spot_training_and_a_wait_time(platform: Any, make: Any) -> None:
     platform.tenants.put(make.tenant())
     req = make.queue(platform, make.request(use_spot=True, max_runtime_seconds=1800))

@@ -340,22 +340,36 @@ def test_sagemaker_validation_error_fails_the_tuning_job_without_leaking_arns(
     assert job.tuning_job_arn is None
 
 
-def test_request_that_disagrees_with_its_job_record_is_parked_and_the_job_failed(
+def test_request_that_disagrees_with_its_job_record_is_parked_and_the_record_kept(
     tunable: Any, make: Any, tune: Any
 ) -> None:
-    """The record says training (one slot); a message claiming a tuning job for it is not run."""
+    """The record says training (one slot); a message claiming a tuning job for it is not run,
+    and the record stays QUEUED (a forged message must not cancel the job)."""
     training = make.queue(tunable, make.request())
     forged = tune.request(job_id=training.job_id)
 
     assert make_service(tunable).handle(message(forged)) is Outcome.DEAD_LETTERED
 
     [parked] = tunable.receive_all(tunable.env["TRAINING_REQUESTS_DLQ_URL"])
-    assert (
-        "does not match its job record"
-        in parked["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert parked["MessageAttributes"]["failure_reason"]["StringValue"] == (
+        "request does not match its job record"
     )
     job = tunable.jobs.get("acme", training.job_id)
-    assert job.status is JobStatus.FAILED
-    assert "inconsistent with the job" in job.failure_reason
+    assert job.status is JobStatus.QUEUED
+    assert job.failure_reason is None
     assert tuning_jobs(tunable) == []
     assert tunable.sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
+
+
+def test_a_tuning_request_with_another_search_than_its_record_is_parked(
+    tunable: Any, make: Any, tune: Any
+) -> None:
+    """Same kind and slots, but more training jobs than the record holds: not launched."""
+    req = make.queue(tunable, tune.request())
+    forged = req.model_copy(update={"tuning": tune.spec(max_training_jobs=50)})
+
+    assert make_service(tunable).handle(message(forged)) is Outcome.DEAD_LETTERED
+
+    assert tunable.jobs.get("acme", req.job_id).status is JobStatus.QUEUED
+    assert tuning_jobs(tunable) == []
+    assert make_service(tunable).handle(message(req)) is Outcome.LAUNCHED, "the real one runs"
