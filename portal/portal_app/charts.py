@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -96,6 +97,10 @@ def ticks(low: float, high: float, count: int = TICKS, *, integers: bool = False
     if count < 2 or not high > low:
         return [low]
     raw = (high - low) / (count - 1)
+    if not (math.isfinite(raw) and raw > sys.float_info.min * 1e3):
+        # A span too wide for a float (-1e308 to 1e308) or too narrow for a power of ten
+        # (subnormal values): the two ends are the ticks.
+        return [low, high]
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
     if integers:

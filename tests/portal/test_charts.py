@@ -130,6 +130,27 @@ def test_ticks_are_round_and_integer_ticks_whole() -> None:
     assert ticks(5, 5) == [5]
 
 
+def test_extreme_spans_fall_back_to_their_ends() -> None:
+    # A diverging job can report values whose span overflows a float, or subnormal ones.
+    assert ticks(-1e308, 1e308) == [-1e308, 1e308]
+    assert ticks(5e-324, 1e-323) == [5e-324, 1e-323]
+
+
+def test_a_chart_of_extreme_values_still_draws() -> None:
+    start = utc_now()
+    series = [
+        MetricSeries(
+            name="loss",
+            points=[
+                MetricPoint(at=start, value=-1e308),
+                MetricPoint(at=start + timedelta(minutes=1), value=1e308),
+            ],
+        )
+    ]
+    svg = str(metrics_chart(series))
+    assert ET.fromstring(svg).get("id") == "metrics-chart"
+
+
 def test_a_flat_series_is_widened_around_its_value() -> None:
     scale = Scale.of([(0, 2.0), (1, 2.0)])
     assert scale is not None and scale.y_min < 2.0 < scale.y_max

@@ -16,6 +16,7 @@ from portal_helpers import (
     put_tuning_job,
 )
 from training_common import (
+    CatalogRepository,
     Job,
     JobRepository,
     JobStatus,
@@ -59,7 +60,13 @@ def test_tune_form_lists_the_catalog_tunables_objectives_and_quota(platform: Pla
     # Only algorithms that can be tuned; anomaly-detector lists no tunable hyperparameters.
     assert 'id="tune-xgboost"' in text and 'id="tune-linear-learner"' in text
     assert "anomaly-detector" not in text
-    for name in ("tune__eta", "min__eta", "max__eta", "scaling__eta", "values__tree_method"):
+    for name in (
+        "tune__xgboost__eta",
+        "min__xgboost__eta",
+        "max__xgboost__eta",
+        "scaling__xgboost__eta",
+        "values__xgboost__tree_method",
+    ):
         assert f'name="{name}"' in text
     assert "0.001 to 1" in text and "1 to 20" in text and "auto, exact, approx, hist" in text
     assert 'value="validation:auc"' in text and 'value="test:mse"' in text
@@ -107,6 +114,31 @@ def test_tuning_submission_queues_a_tuning_request_with_tenant_credentials(
     assert "The job was queued." in page.text and "Tuning job" in page.text
 
 
+def test_algorithms_sharing_a_hyperparameter_name_keep_their_own_ranges(
+    platform: Platform,
+) -> None:
+    """Without JavaScript the form posts every algorithm's fields: a second algorithm with the
+    same hyperparameter names must not lend its bounds to the chosen one."""
+    catalog = CatalogRepository(platform.session.client("s3"), platform.settings.catalog_bucket, 0)
+    xgboost = catalog.get("xgboost")
+    assert xgboost is not None
+    catalog.put(xgboost.model_copy(update={"id": "xgboost-gpu", "name": "XGBoost on GPUs"}))
+    form = {
+        **TUNE_FORM,
+        "tune__xgboost-gpu__eta": "on",
+        "min__xgboost-gpu__eta": "0.2",
+        "max__xgboost-gpu__eta": "0.9",
+    }
+    page = platform.client("alice").get("/jobs/tune")
+    assert 'name="min__xgboost-gpu__eta"' in page.text and 'name="min__xgboost__eta"' in page.text
+
+    response = platform.client("alice").post_form("/jobs/tune", form, headers=JSON)
+
+    assert response.status_code == 201, response.text
+    ranges = {r["name"]: r for r in response.json()["job"]["tuning"]["ranges"]}
+    assert (ranges["eta"]["min_value"], ranges["eta"]["max_value"]) == (0.01, 0.5)
+
+
 def test_tuning_submission_answers_json(platform: Platform) -> None:
     response = platform.client("alice").post_form("/jobs/tune", TUNE_FORM, headers=JSON)
     assert response.status_code == 201
@@ -117,7 +149,12 @@ def test_tuning_submission_answers_json(platform: Platform) -> None:
 
 
 def test_a_tuned_hyperparameter_replaces_its_static_value(platform: Platform) -> None:
-    form = {**TUNE_FORM, "tune__num_round": "on", "min__num_round": "10", "max__num_round": "200"}
+    form = {
+        **TUNE_FORM,
+        "tune__xgboost__num_round": "on",
+        "min__xgboost__num_round": "10",
+        "max__xgboost__num_round": "200",
+    }
     response = platform.client("alice").post_form("/jobs/tune", form, headers=JSON)
     assert response.status_code == 201
     job = response.json()["job"]
@@ -126,9 +163,15 @@ def test_a_tuned_hyperparameter_replaces_its_static_value(platform: Platform) ->
 
 
 MALFORMED = {
-    "min__eta": ({"min__eta": "abc"}, "Minimum of eta must be a number, not 'abc'"),
-    "max__eta": ({"max__eta": "inf"}, "Maximum of eta must be a finite number"),
-    "scaling__eta": ({"scaling__eta": "Cubic"}, "Scaling of eta must be one of Auto, Linear"),
+    "min__xgboost__eta": (
+        {"min__xgboost__eta": "abc"},
+        "Minimum of eta must be a number, not 'abc'",
+    ),
+    "max__xgboost__eta": ({"max__xgboost__eta": "inf"}, "Maximum of eta must be a finite number"),
+    "scaling__xgboost__eta": (
+        {"scaling__xgboost__eta": "Cubic"},
+        "Scaling of eta must be one of Auto, Linear",
+    ),
     "objective_type": ({"objective_type": "Sideways"}, "Objective direction must be one of"),
     "objective_metric": ({"objective_metric": ""}, "Objective metric is required"),
     "strategy": ({"strategy": "Genetic"}, "Strategy must be one of Bayesian, Random"),
@@ -141,15 +184,18 @@ MALFORMED = {
         {"max_training_jobs": "2", "max_parallel_training_jobs": "3"},
         "max_parallel_training_jobs can't exceed max_training_jobs",
     ),
-    "integer bounds": ({"min__max_depth": "2.5"}, "max_depth is an integer"),
-    "empty categorical": ({"values__tree_method": " , "}, "Values of tree_method"),
-    "min above max": ({"min__eta": "0.4", "max__eta": "0.1"}, "minimum must be below"),
+    "integer bounds": ({"min__xgboost__max_depth": "2.5"}, "max_depth is an integer"),
+    "empty categorical": ({"values__xgboost__tree_method": " , "}, "Values of tree_method"),
+    "min above max": (
+        {"min__xgboost__eta": "0.4", "max__xgboost__eta": "0.1"},
+        "minimum must be below",
+    ),
     "log scale from 0": (
         {
-            "tune__min_child_weight": "on",
-            "min__min_child_weight": "0",
-            "max__min_child_weight": "10",
-            "scaling__min_child_weight": "Logarithmic",
+            "tune__xgboost__min_child_weight": "on",
+            "min__xgboost__min_child_weight": "0",
+            "max__xgboost__min_child_weight": "10",
+            "scaling__xgboost__min_child_weight": "Logarithmic",
         },
         "logarithmic scaling needs a minimum above 0",
     ),
@@ -159,7 +205,11 @@ MALFORMED = {
         "Hyperband stops jobs early by itself",
     ),
     "nothing tuned": (
-        {"tune__eta": "", "tune__max_depth": "", "tune__tree_method": ""},
+        {
+            "tune__xgboost__eta": "",
+            "tune__xgboost__max_depth": "",
+            "tune__xgboost__tree_method": "",
+        },
         "Choose at least one hyperparameter of xgboost",
     ),
     "instance_count": ({"instance_count": "many"}, "Instance count must be a whole number"),
@@ -185,7 +235,12 @@ def test_every_malformed_field_is_listed_at_once_and_the_form_comes_back(
     platform: Platform,
 ) -> None:
     client = platform.client("alice")
-    form = {**TUNE_FORM, "min__eta": "abc", "max_training_jobs": "x", "objective_type": "Up"}
+    form = {
+        **TUNE_FORM,
+        "min__xgboost__eta": "abc",
+        "max_training_jobs": "x",
+        "objective_type": "Up",
+    }
     response = client.post_form("/jobs/tune", form, headers=JSON)
     assert response.status_code == 400
     details = " ".join(response.json()["details"])
@@ -194,11 +249,11 @@ def test_every_malformed_field_is_listed_at_once_and_the_form_comes_back(
     page = client.post_form("/jobs/tune", form)
     assert page.status_code == 400
     assert 'data-testid="form-errors"' in page.text and "Minimum of eta" in page.text
-    assert (
-        'name="min__eta" inputmode="decimal" size="8" aria-label="Minimum of eta" value="abc"'
-        in (page.text)
-    )  # the tenant's input is kept to fix
-    assert re.search(r'name="tune__max_depth"[^>]*checked', page.text)
+    # The tenant's input is kept to fix.
+    assert re.search(
+        r'name="min__xgboost__eta"[^>]*aria-label="Minimum of eta" value="abc"', page.text
+    )
+    assert re.search(r'name="tune__xgboost__max_depth"[^>]*checked', page.text)
     assert 'name="csrf_token"' in page.text
 
 
@@ -211,9 +266,9 @@ CATALOG_AND_QUOTA = {
         {"objective_metric": "test:mse"},
         "'test:mse' is not a metric algorithm 'xgboost' reports",
     ),
-    "bounds out of range": ({"max__eta": "5"}, "leaves the allowed 0.001 to 1"),
+    "bounds out of range": ({"max__xgboost__eta": "5"}, "leaves the allowed 0.001 to 1"),
     "categorical value unknown": (
-        {"values__tree_method": "hist, gpu_hist"},
+        {"values__xgboost__tree_method": "hist, gpu_hist"},
         "can't take gpu_hist",
     ),
     "more parallel jobs than the quota": (

@@ -411,7 +411,7 @@ def tenant_trials_and_models_cases(p: Platform, acme: Principal, untagged: Princ
         cases.append(Case(principal, action, table, expected, {"dynamodb:LeadingKeys": keys}))
 
     for table, actions in (
-        (trials, ("dynamodb:GetItem", "dynamodb:Query")),
+        (trials, ("dynamodb:Query",)),
         (models, ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem")),
     ):
         for action in actions:
@@ -425,6 +425,22 @@ def tenant_trials_and_models_cases(p: Platform, acme: Principal, untagged: Princ
         item(acme, "dynamodb:BatchGetItem", table, ["acme"], DENIED)
         item(acme, "dynamodb:Scan", table, [], DENIED)
     item(acme, "dynamodb:UpdateItem", trials, ["acme"], DENIED)
+    item(acme, "dynamodb:GetItem", trials, ["acme"], DENIED)  # the portal only queries them
+
+    def decision(attributes: list[str], expected: str, **extra: str) -> None:
+        context: dict[str, object] = {
+            "dynamodb:LeadingKeys": ["acme"],
+            "dynamodb:Attributes": attributes,
+            **extra,
+        }
+        cases.append(Case(acme, "dynamodb:UpdateItem", models, expected, context))
+
+    # Recording a decision touches only the decision; the status, the package and the artifact
+    # of a version are the handler's to write.
+    decision(["tenant_id", "job_id", "decisions", "updated_at"], ALLOWED)
+    decision(["tenant_id", "job_id", "approval_status"], DENIED)
+    decision(["tenant_id", "job_id", "model_artifact_key"], DENIED)
+    decision(["tenant_id", "job_id", "decisions"], DENIED, **{"dynamodb:ReturnValues": "ALL_NEW"})
     item(acme, "dynamodb:Query", by_objective, ["acme"], ALLOWED)
     item(acme, "dynamodb:Query", by_objective, ["globex"], DENIED)
     item(acme, "dynamodb:Query", by_objective, ["acme", "globex"], DENIED)
@@ -975,6 +991,13 @@ def _without_approval_status(policies: list[dict[str, Any]]) -> None:
         )
 
 
+def _without_decision_attributes(policies: list[dict[str, Any]]) -> None:
+    for statement in _statements(policies):
+        statement.get("Condition", {}).get("ForAllValues:StringEquals", {}).pop(
+            "dynamodb:Attributes", None
+        )
+
+
 @pytest.mark.parametrize(
     ("mutation", "must_flip"),
     [
@@ -1002,6 +1025,12 @@ def _without_approval_status(policies: list[dict[str, Any]]) -> None:
             "acme | sagemaker:UpdateModelPackage | {own_version} "
             "sagemaker:ModelApprovalStatus=PendingManualApproval",
         ),
+        (
+            _without_decision_attributes,
+            "acme | dynamodb:UpdateItem | {models} "
+            "dynamodb:Attributes=['tenant_id', 'job_id', 'approval_status'] "
+            "dynamodb:LeadingKeys=['acme']",
+        ),
     ],
     ids=[
         "no LeadingKeys condition",
@@ -1012,6 +1041,7 @@ def _without_approval_status(policies: list[dict[str, Any]]) -> None:
         "no ResourceTag condition on tuning jobs",
         "no tenant in the model package ARN",
         "no approval status condition",
+        "no attribute limit on decisions",
     ],
 )
 def test_the_matrix_fails_when_a_tenant_condition_is_removed(

@@ -487,7 +487,7 @@ def test_a_tenant_session_reads_trials_and_decides_on_model_versions_only(
     ]
     by_sid = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
     trials = by_sid["ReadOwnTrials"]
-    assert sorted(as_list(trials["Action"])) == ["dynamodb:GetItem", "dynamodb:Query"]
+    assert as_list(trials["Action"]) == ["dynamodb:Query"]
     assert [flat(r) for r in trials["Resource"]] == [
         flat({"Fn::GetAtt": ["Trials31C8D880", "Arn"]}),
         flat(
@@ -499,14 +499,21 @@ def test_a_tenant_session_reads_trials_and_decides_on_model_versions_only(
             }
         ),
     ]
-    models = by_sid["OwnModelVersions"]
-    assert sorted(as_list(models["Action"])) == [
-        "dynamodb:GetItem",
-        "dynamodb:Query",
-        "dynamodb:UpdateItem",
-    ]
+    models = by_sid["ReadOwnModelVersions"]
+    assert sorted(as_list(models["Action"])) == ["dynamodb:GetItem", "dynamodb:Query"]
     assert models["Resource"] == {"Fn::GetAtt": ["ModelsC55D3500", "Arn"]}
-    for statement in (trials, models):
+    decide = by_sid["DecideOnOwnModelVersions"]
+    assert decide["Action"] == "dynamodb:UpdateItem"
+    assert decide["Resource"] == models["Resource"]
+    # The decision only: not the approval status, the package ARN or the artifact key.
+    assert decide["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"] == [
+        "tenant_id",
+        "job_id",
+        "decisions",
+        "updated_at",
+    ]
+    assert decide["Condition"]["StringEqualsIfExists"] == {"dynamodb:ReturnValues": "NONE"}
+    for statement in (trials, models, decide):
         assert unbound_grants(statement) == []
     on_trials_or_models = [
         s["Sid"]
@@ -514,7 +521,11 @@ def test_a_tenant_session_reads_trials_and_decides_on_model_versions_only(
         if "Trials31C8D880" in json.dumps(s["Resource"])
         or "ModelsC55D3500" in json.dumps(s["Resource"])
     ]
-    assert sorted(on_trials_or_models) == ["OwnModelVersions", "ReadOwnTrials"]
+    assert sorted(on_trials_or_models) == [
+        "DecideOnOwnModelVersions",
+        "ReadOwnModelVersions",
+        "ReadOwnTrials",
+    ]
 
 
 def test_portal_assume_statements_name_the_tenant_role(full: Synthesized) -> None:

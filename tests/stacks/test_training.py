@@ -253,11 +253,18 @@ def test_launch_role_creates_tuning_jobs_with_the_guardrails_of_training_jobs(
         "sagemaker:NetworkIsolation": "true",
         "sagemaker:InterContainerTrafficEncryption": "true",
     }
-    assert sorted(by_sid["TagAndDescribeTuningJobs"]["Action"]) == [
-        "sagemaker:AddTags",
+    assert sorted(by_sid["DescribeJobs"]["Action"]) == [
         "sagemaker:DescribeHyperParameterTuningJob",
+        "sagemaker:DescribeTrainingJob",
     ]
-    assert by_sid["TagAndDescribeTuningJobs"]["Resource"] == tuning["Resource"]
+    tagging = by_sid["TagJobsWithTenantAndJob"]
+    assert tagging["Action"] == "sagemaker:AddTags"
+    assert tuning["Resource"] in tagging["Resource"]
+    # Only the tags given at creation: the role can't retag a job into another tenant's view.
+    assert tagging["Condition"] == {
+        "Null": {"aws:RequestTag/tenant": "false"},
+        "ForAllValues:StringEquals": {"aws:TagKeys": ["tenant", "job"]},
+    }
     creating = [
         s for s in by_sid.values() if "sagemaker:Create" in str(s["Action"]) and "Condition" in s
     ]

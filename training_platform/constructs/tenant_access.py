@@ -252,6 +252,9 @@ class TenantTableGrant:
     actions: tuple[str, ...]
     indexes: tuple[str, ...] = ()
     """Secondary indexes the session queries (``Query`` on ``<table>/index/<name>``)."""
+    attributes: tuple[str, ...] = ()
+    """When given, the only attributes a request may touch (``dynamodb:Attributes``), and it
+    may return none of the item (``dynamodb:ReturnValues``)."""
 
     def __post_init__(self) -> None:
         unkeyed = set(self.actions) - TENANT_ITEM_ACTIONS
@@ -278,10 +281,20 @@ def tenant_table_statements(grants: Sequence[TenantTableGrant]) -> list[iam.Poli
                 grant.table.table_arn,
                 *(f"{grant.table.table_arn}/index/{name}" for name in grant.indexes),
             ],
-            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [TENANT]}},
+            conditions=_item_conditions(grant),
         )
         for grant in grants
     ]
+
+
+def _item_conditions(grant: TenantTableGrant) -> dict[str, dict[str, object]]:
+    conditions: dict[str, dict[str, object]] = {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [TENANT]}
+    }
+    if grant.attributes:
+        conditions["ForAllValues:StringEquals"]["dynamodb:Attributes"] = list(grant.attributes)
+        conditions["StringEqualsIfExists"] = {"dynamodb:ReturnValues": "NONE"}
+    return conditions
 
 
 def tenant_table_policy(

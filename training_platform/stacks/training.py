@@ -57,6 +57,10 @@ TABLE_KEY_ACTIONS = (
 EVENTS_TIMEOUT = Duration.seconds(30)
 
 
+# The attributes a tenant session may touch when it records a decision on a model version
+# (training_common.ModelRepository.record_decision and withdraw_decision).
+MODEL_DECISION_ATTRIBUTES = ("tenant_id", "job_id", "decisions", "updated_at")
+
 # Registry resources the job-events handler creates or tags must carry the tenant tag and no other.
 _TENANT_TAG_ONLY: dict[str, Any] = {
     "Null": {"aws:RequestTag/tenant": "false"},
@@ -214,15 +218,22 @@ class TrainingStack(Stack):
                 TenantTableGrant(
                     "ReadOwnTrials",
                     self.trials_table,
-                    ("dynamodb:GetItem", "dynamodb:Query"),
+                    ("dynamodb:Query",),
                     indexes=(TRIALS_BY_OBJECTIVE,),
                 ),
                 # The job-events handler registers versions and applies their status events;
-                # the portal lists them and records the tenant's decision (who, when, comment).
+                # the portal lists them and records the tenant's decision (who, when, comment),
+                # writing no other attribute: not the status, the package or the artifact.
                 TenantTableGrant(
-                    "OwnModelVersions",
+                    "ReadOwnModelVersions",
                     self.models_table,
-                    ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"),
+                    ("dynamodb:GetItem", "dynamodb:Query"),
+                ),
+                TenantTableGrant(
+                    "DecideOnOwnModelVersions",
+                    self.models_table,
+                    ("dynamodb:UpdateItem",),
+                    attributes=MODEL_DECISION_ATTRIBUTES,
                 ),
             ],
         )
@@ -584,16 +595,22 @@ class TrainingStack(Stack):
         )
         self._allow(
             role,
-            "TagAndDescribeTrainingJobs",
-            ["sagemaker:AddTags", "sagemaker:DescribeTrainingJob"],
-            [training_jobs],
+            "DescribeJobs",
+            ["sagemaker:DescribeTrainingJob", "sagemaker:DescribeHyperParameterTuningJob"],
+            [training_jobs, tuning_jobs],
         )
-        # AddTags: SageMaker authorizes tags given at creation as AddTags on the new job too.
-        self._allow(
-            role,
-            "TagAndDescribeTuningJobs",
-            ["sagemaker:AddTags", "sagemaker:DescribeHyperParameterTuningJob"],
-            [tuning_jobs],
+        # SageMaker authorizes the tags given at creation as AddTags on the new job; only the
+        # keys tenant and job, with a tenant, so the role can't retag a job into another view.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="TagJobsWithTenantAndJob",
+                actions=["sagemaker:AddTags"],
+                resources=[training_jobs, tuning_jobs],
+                conditions={
+                    "Null": {"aws:RequestTag/tenant": "false"},
+                    "ForAllValues:StringEquals": {"aws:TagKeys": ["tenant", "job"]},
+                },
+            )
         )
         acknowledge_findings(
             role,
@@ -604,10 +621,11 @@ class TrainingStack(Stack):
                 "Resource::*",
             ],
             "Training and tuning job names derive from job ids the portal creates, so the "
-            "statements name training-job/* and hyper-parameter-tuning-job/*; creating either is "
+            "statements name training-job/* and hyper-parameter-tuning-job/*: creating either is "
             "conditioned on network isolation, encrypted inter-container traffic, the training "
-            "subnets and group, the data key and a tenant tag. '*' is X-Ray's PutTraceSegments, "
-            "which has no resource-level form.",
+            "subnets and group, the data key and a tenant tag; tagging (the tags given at "
+            "creation) only with the keys tenant and job; describing is read-only. '*' is "
+            "X-Ray's PutTraceSegments, which has no resource-level form.",
         )
 
     def _grant_job_events(self, data_lake: DataLakeStack) -> None:
@@ -699,7 +717,7 @@ class TrainingStack(Stack):
             iam.PolicyStatement(
                 sid="TagTenantModelPackages",
                 actions=["sagemaker:AddTags"],
-                resources=[groups, versions],
+                resources=[groups],
                 conditions=_TENANT_TAG_ONLY,
             )
         )

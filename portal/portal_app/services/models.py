@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+from botocore.exceptions import ClientError
 from training_common import (
     DECISIONS,
     ApprovalDecision,
@@ -104,7 +105,10 @@ def decide(
             ModelApprovalStatus=status.value,
             ApprovalDescription=comment,
         )
-    except Exception:
+    except ClientError:
+        # A refusal: SageMaker did not take the decision, so the tenant may decide again. Any
+        # other failure (a timeout after SageMaker got the call) leaves the decision recorded:
+        # the status event tells whether it took effect, and the audit trail stays whole.
         aws.models.withdraw_decision(aws.tenant_id, job_id)
         raise
     log.info(

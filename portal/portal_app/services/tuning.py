@@ -50,9 +50,11 @@ MAX_CHART_TRIALS = 500
 _MINIMIZED = re.compile(r"(loss|error|mse|rmse|mae|mape|logloss|perplexity)", re.IGNORECASE)
 
 
-def field_name(prefix: str, hyperparameter: str) -> str:
-    """The form field of one tunable hyperparameter: ``tune__eta``, ``min__eta``, …"""
-    return f"{prefix}__{hyperparameter}"
+def field_name(prefix: str, algorithm_id: str, hyperparameter: str) -> str:
+    """The form field of one algorithm's tunable hyperparameter: ``tune__xgboost__eta``,
+    ``min__xgboost__eta``, … (per algorithm: two algorithms may share a hyperparameter's name,
+    and without JavaScript the form posts every algorithm's fields)."""
+    return f"{prefix}__{algorithm_id}__{hyperparameter}"
 
 
 def tunable_algorithms(entries: list[CatalogEntry]) -> list[CatalogEntry]:
@@ -193,25 +195,27 @@ def _ranges_from_form(
     chosen = [
         item
         for item in entry.tunable_hyperparameters
-        if forms.checkbox(form, field_name("tune", item.name))
+        if forms.checkbox(form, field_name("tune", entry.id, item.name))
     ]
     if not chosen:
         problems.messages.append(
             f"Choose at least one hyperparameter of {entry.id} to tune (tick its 'Tune' box)."
         )
-    ranges = [_range_from_form(form, item, problems) for item in chosen]
+    ranges = [_range_from_form(form, entry.id, item, problems) for item in chosen]
     return [item for item in ranges if item is not None]
 
 
 def _range_from_form(
-    form: dict[str, str], allowed: TunableHyperparameter, problems: _Problems
+    form: dict[str, str], algorithm_id: str, allowed: TunableHyperparameter, problems: _Problems
 ) -> ParameterRange | None:
     name = allowed.name
+
+    def field(prefix: str) -> str:
+        return field_name(prefix, algorithm_id, name)
+
     if allowed.type == ParameterType.CATEGORICAL:
         values = [
-            value.strip()
-            for value in form.get(field_name("values", name), "").split(",")
-            if value.strip()
+            value.strip() for value in form.get(field("values"), "").split(",") if value.strip()
         ]
         if not values:
             problems.messages.append(f"Values of {name}: list at least one, comma-separated.")
@@ -219,11 +223,11 @@ def _range_from_form(
         return _checked_range(
             problems, name=name, type=ParameterType.CATEGORICAL, values=tuple(values)
         )
-    low = problems.check(lambda: forms.number(form, field_name("min", name), f"Minimum of {name}"))
-    high = problems.check(lambda: forms.number(form, field_name("max", name), f"Maximum of {name}"))
+    low = problems.check(lambda: forms.number(form, field("min"), f"Minimum of {name}"))
+    high = problems.check(lambda: forms.number(form, field("max"), f"Maximum of {name}"))
     scaling = problems.check(
         lambda: forms.choice(
-            form, field_name("scaling", name), f"Scaling of {name}", ScalingType, ScalingType.AUTO
+            form, field("scaling"), f"Scaling of {name}", ScalingType, ScalingType.AUTO
         )
     )
     if low is None or high is None or scaling is None:
@@ -275,9 +279,9 @@ def form_defaults(entry: CatalogEntry) -> dict[str, str]:
     defaults: dict[str, str] = {}
     for item in entry.tunable_hyperparameters:
         if item.type == ParameterType.CATEGORICAL:
-            defaults[field_name("values", item.name)] = ", ".join(item.values)
+            defaults[field_name("values", entry.id, item.name)] = ", ".join(item.values)
             continue
         assert item.min_value is not None and item.max_value is not None
-        defaults[field_name("min", item.name)] = f"{item.min_value:g}"
-        defaults[field_name("max", item.name)] = f"{item.max_value:g}"
+        defaults[field_name("min", entry.id, item.name)] = f"{item.min_value:g}"
+        defaults[field_name("max", entry.id, item.name)] = f"{item.max_value:g}"
     return defaults
