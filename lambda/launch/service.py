@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -40,7 +41,9 @@ from training_common import (
     check_request,
     describe_schema_errors,
     is_job_id_of_tenant,
+    iso_utc,
     new_session,
+    parse_iso_utc,
     send_to_dead_letter_queue,
     tuning_job_name,
 )
@@ -208,6 +211,13 @@ class LaunchService:
             and isinstance(job_id, str)
             and is_job_id_of_tenant(job_id, tenant_id)
         ):
+            return
+        # A tenant session can send the queue anything: only a body that also carries the
+        # record's submission time (to the millisecond, which no other tenant can read) may fail
+        # the job, so a forged broken message can't cancel another tenant's job.
+        job = self.jobs.get(tenant_id, job_id)
+        if job is None or not _same_time(data.get("submitted_at"), job.created_at):
+            logger.warning("Unreadable request names a job it does not match", job_id=job_id)
             return
         self.jobs.transition(
             tenant_id,
@@ -439,6 +449,9 @@ class LaunchService:
             "platform team can inspect and redrive it."
         )
         try:
+            job = self.jobs.get(request.tenant_id, request.job_id)
+            if job is None or mismatched_fields(request, job):
+                return  # not this record's request: the record is not the message's to fail
             self.jobs.transition(
                 request.tenant_id,
                 request.job_id,
@@ -461,6 +474,16 @@ def mismatched_fields(request: TrainingRequest, job: Job) -> list[str]:
     describes (and the record's kind and slots, which the quota counts, follow from ``tuning``).
     """
     return [name for name in JOB_SHAPING_FIELDS if getattr(request, name) != getattr(job, name)]
+
+
+def _same_time(value: object, expected: datetime) -> bool:
+    """True when ``value`` is an ISO timestamp of the same millisecond as ``expected``."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return iso_utc(parse_iso_utc(value)) == iso_utc(expected)
+    except ValueError:
+        return False
 
 
 def _error_code(error: ClientError) -> str:

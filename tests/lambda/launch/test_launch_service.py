@@ -485,3 +485,50 @@ def test_settings_name_the_missing_variables(platform: Any) -> None:
     env = {k: v for k, v in platform.env.items() if k not in {"SAGEMAKER_ROLE_ARN", "JOBS_TABLE"}}
     with pytest.raises(ValueError, match=r"JOBS_TABLE: Field required.*SAGEMAKER_ROLE_ARN"):
         LaunchSettings.from_env(env)
+
+
+def test_a_forged_unreadable_body_naming_another_job_leaves_it_queued(
+    platform: Any, make: Any
+) -> None:
+    """A tenant session can send the queue anything: a broken body that names a queued job but
+    not its submission time (which only the job's own tenant can read) fails nothing."""
+    platform.tenants.put(make.tenant())
+    req = make.queue(platform, make.request())
+    forged = {"tenant_id": "acme", "job_id": req.job_id, "instance_count": "many"}
+    service = make_service(platform)
+
+    outcome = service.handle(
+        QueueMessage(
+            message_id="m-forged", body=json.dumps(forged), receipt_handle="rh", receive_count=1
+        )
+    )
+
+    assert outcome is Outcome.DEAD_LETTERED
+    job = platform.jobs.get("acme", req.job_id)
+    assert job.status is JobStatus.QUEUED and job.failure_reason is None
+
+
+def test_a_mismatched_request_failing_its_last_attempt_leaves_the_record_alone(
+    platform: Any, make: Any
+) -> None:
+    platform.tenants.put(make.tenant())
+    req = make.queue(platform, make.request())
+    forged = req.model_copy(update={"instance_count": 2})
+    service = make_service(platform)
+    read = service.jobs.get
+    calls: list[str] = []
+
+    def first_read_fails(tenant_id: str, job_id: str) -> Job | None:
+        calls.append(job_id)
+        if len(calls) == 1:  # the launch's read fails, before the request is compared
+            raise RuntimeError("DynamoDB unavailable")
+        return read(tenant_id, job_id)
+
+    service.jobs.get = first_read_fails  # type: ignore[method-assign]
+
+    with pytest.raises(RuntimeError):
+        service.handle(message(forged, receive_count=5))
+
+    assert len(calls) == 2  # the last attempt read the record, and saw it isn't this request's
+    job = platform.jobs.get("acme", req.job_id)
+    assert job.status is JobStatus.QUEUED and job.failure_reason is None
