@@ -72,6 +72,7 @@ from .registry import (
 )
 from .repositories import (
     JOBS_BY_CREATED_AT_INDEX,
+    JOBS_RUNNING_INDEX,
     MAX_PAGE_SIZE,
     TRIALS_BY_OBJECTIVE_INDEX,
     CatalogError,
@@ -134,6 +135,7 @@ __all__ = [
     "FINAL_STATUSES",
     "INSTANCE_TYPE_PATTERN",
     "JOBS_BY_CREATED_AT_INDEX",
+    "JOBS_RUNNING_INDEX",
     "JOB_ID_PATTERN",
     "MAX_METRIC_POINTS",
     "MAX_METRIC_SERIES_POINTS",

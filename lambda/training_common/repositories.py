@@ -43,6 +43,10 @@ from .status import RUNNING_STATUSES, JobStatus, allowed_predecessors
 from .tuning import BestTrainingJob, Trial
 
 JOBS_BY_CREATED_AT_INDEX = "ByCreatedAt"
+JOBS_RUNNING_INDEX = "Running"
+"""Sparse index of the jobs holding running-jobs slots: only a job in STARTING, IN_PROGRESS or
+STOPPING has ``running_since``, so counting a tenant's slots reads its running jobs only."""
+RUNNING_SINCE = "running_since"
 TRIALS_BY_OBJECTIVE_INDEX = "ByObjective"
 MAX_PAGE_SIZE = 100
 """The most items one page of a listing returns."""
@@ -151,6 +155,14 @@ def create_tables(
         ],
         "Projection": {"ProjectionType": "ALL"},
     }
+    running: dict[str, Any] = {
+        "IndexName": JOBS_RUNNING_INDEX,
+        "KeySchema": [
+            {"AttributeName": "tenant_id", "KeyType": "HASH"},
+            {"AttributeName": RUNNING_SINCE, "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["status", "tuning"]},
+    }
     by_objective: dict[str, Any] = {
         "IndexName": TRIALS_BY_OBJECTIVE_INDEX,
         "KeySchema": [
@@ -161,7 +173,7 @@ def create_tables(
     }
     tables: list[tuple[str, str | None, list[dict[str, Any]], list[dict[str, Any]]]] = [
         (tenants, None, [], []),
-        (jobs, "job_id", [newest_first], []),
+        (jobs, "job_id", [newest_first, running], []),
         (notifications, "notification_id", [], []),
     ]
     if trials:
@@ -254,8 +266,11 @@ class JobRepository:
 
     def create(self, job: Job) -> None:
         """Write a new job record; JobAlreadyExistsError if the job id is taken."""
+        item = to_item(job)
+        if job.status in RUNNING_STATUSES:
+            item[RUNNING_SINCE] = iso_utc(job.updated_at)
         try:
-            self.table.put_item(Item=to_item(job), ConditionExpression=Attr("job_id").not_exists())
+            self.table.put_item(Item=item, ConditionExpression=Attr("job_id").not_exists())
         except ClientError as error:
             if is_conditional_check_failure(error):
                 raise JobAlreadyExistsError(job.job_id) from error
@@ -294,11 +309,13 @@ class JobRepository:
 
     def count_running(self, tenant_id: str) -> int:
         """Running-jobs slots the tenant's jobs in STARTING, IN_PROGRESS or STOPPING occupy:
-        one per training job, ``max_parallel_training_jobs`` per tuning job."""
+        one per training job, ``max_parallel_training_jobs`` per tuning job. Reads the sparse
+        ``Running`` index, so the cost follows the running jobs, not all of the tenant's."""
         statuses = sorted(status.value for status in RUNNING_STATUSES)
         slots = 0
         for page in _query_all(
             self.table,
+            IndexName=JOBS_RUNNING_INDEX,
             KeyConditionExpression=Key("tenant_id").eq(tenant_id),
             FilterExpression=Attr("status").is_in(statuses),
             ProjectionExpression="#tuning.#parallel",
@@ -464,6 +481,15 @@ class JobRepository:
         names = {f"#{key}": key for key in values}
         item_values = {f":{key}": to_dynamo_value(value) for key, value in values.items()}
         assignments = [f"#{key} = :{key}" for key in values]
+        removals: list[str] = []
+        status = JobStatus(values["status"]) if "status" in values else None
+        if status in RUNNING_STATUSES:
+            names["#running"] = RUNNING_SINCE
+            item_values[":running"] = values["updated_at"]
+            assignments.append("#running = if_not_exists(#running, :running)")
+        elif status is not None and status != JobStatus.QUEUED:
+            names["#running"] = RUNNING_SINCE
+            removals.append("#running")
         if entry is not None:
             names["#history"] = "status_history"
             item_values[":entry"] = [to_item(entry)]
@@ -477,7 +503,9 @@ class JobRepository:
         try:
             response = self.table.update_item(
                 Key={"tenant_id": tenant_id, "job_id": job_id},
-                UpdateExpression="SET " + ", ".join(assignments),
+                UpdateExpression="SET "
+                + ", ".join(assignments)
+                + (" REMOVE " + ", ".join(removals) if removals else ""),
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=item_values,

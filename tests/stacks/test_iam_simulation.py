@@ -251,6 +251,10 @@ def tenant_matrix(p: Platform, tenant_policies: list[dict[str, Any]]) -> list[Ca
         item(untagged, action, jobs, ["acme"], DENIED)
     item(acme, "dynamodb:Query", by_created, ["acme"], ALLOWED)
     item(acme, "dynamodb:Query", by_created, ["globex"], DENIED)
+    running = f"{jobs}/index/Running"  # the portal's quota check
+    item(acme, "dynamodb:Query", running, ["acme"], ALLOWED)
+    item(acme, "dynamodb:Query", running, ["globex"], DENIED)
+    item(untagged, "dynamodb:Query", running, ["acme"], DENIED)
     item(acme, "dynamodb:BatchGetItem", jobs, ["acme", "globex"], DENIED)  # several keys
     item(acme, "dynamodb:BatchGetItem", jobs, ["acme"], DENIED)  # no batch operations at all
     item(acme, "dynamodb:GetItem", jobs, ["acme", "globex"], DENIED)

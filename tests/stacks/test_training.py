@@ -94,6 +94,26 @@ def test_tables_have_pitr_kms_and_the_newest_first_index(full: Synthesized) -> N
     ]
 
 
+def test_running_jobs_have_a_sparse_index_for_the_quota_check(full: Synthesized) -> None:
+    """training_common's count_running reads it (create_tables builds the same for moto)."""
+    from training_common import JOBS_RUNNING_INDEX
+
+    jobs = of_type(full, "AWS::DynamoDB::Table")["JobsDF1CC2D4"]["Properties"]
+    [running] = [i for i in jobs["GlobalSecondaryIndexes"] if i["IndexName"] == JOBS_RUNNING_INDEX]
+    assert running["KeySchema"] == [
+        {"AttributeName": "tenant_id", "KeyType": "HASH"},
+        {"AttributeName": "running_since", "KeyType": "RANGE"},
+    ]
+    assert running["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["status", "tuning"],
+    }
+    by_sid = {s.get("Sid"): s for s in statements(full, "LaunchHandlerRole")}
+    count = by_sid["CountRunningJobs"]
+    assert count["Action"] == "dynamodb:Query"
+    assert count["Resource"]["Fn::Join"][1][-1] == "/index/Running"
+
+
 def test_trials_and_models_tables_have_the_contract_keys(full: Synthesized) -> None:
     """The keys of training_common's TrialRepository and ModelRepository (create_tables builds
     the same for moto and the local portal), encrypted with the training key like the others."""

@@ -36,6 +36,7 @@ from training_platform.stacks.data_lake import DataLakeStack
 
 LAUNCH_TIMEOUT = Duration.seconds(60)
 JOBS_BY_CREATED_AT = "ByCreatedAt"  # training_common.JOBS_BY_CREATED_AT_INDEX
+JOBS_RUNNING = "Running"  # training_common.JOBS_RUNNING_INDEX
 TRIALS_BY_OBJECTIVE = "ByObjective"  # training_common.TRIALS_BY_OBJECTIVE_INDEX
 # The SageMaker events the job-events handler applies, all from source aws.sagemaker.
 SAGEMAKER_STATE_CHANGES = (
@@ -127,6 +128,15 @@ class TrainingStack(Stack):
             sort_key=dynamodb.Attribute(name="created_at", type=dynamodb.AttributeType.STRING),
             projection_type=dynamodb.ProjectionType.ALL,
         )
+        # Sparse: only jobs holding running-jobs slots have running_since, so the quota check
+        # reads a tenant's running jobs, not all of its jobs.
+        self.jobs_table.add_global_secondary_index(
+            index_name=JOBS_RUNNING,
+            partition_key=dynamodb.Attribute(name="tenant_id", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="running_since", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.INCLUDE,
+            non_key_attributes=["status", "tuning"],
+        )
         self.notifications_table = self._table(
             "Notifications",
             sort_key="notification_id",
@@ -205,7 +215,7 @@ class TrainingStack(Stack):
                         "dynamodb:PutItem",
                         "dynamodb:UpdateItem",
                     ),
-                    indexes=(JOBS_BY_CREATED_AT,),
+                    indexes=(JOBS_BY_CREATED_AT, JOBS_RUNNING),
                 ),
                 # The handlers write notifications; the portal lists them and marks them read.
                 TenantTableGrant(
@@ -550,6 +560,13 @@ class TrainingStack(Stack):
             "ReadAndAdvanceJobs",
             ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
             [self.jobs_table.table_arn],
+        )
+        # The quota check: the tenant's running jobs (sparse index).
+        self._allow(
+            role,
+            "CountRunningJobs",
+            ["dynamodb:Query"],
+            [f"{self.jobs_table.table_arn}/index/{JOBS_RUNNING}"],
         )
         # SendMessage: deferring a busy tenant's request, and malformed messages to the DLQ.
         self._allow(

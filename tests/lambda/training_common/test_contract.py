@@ -6,11 +6,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from boto3.dynamodb.conditions import Key
 from pydantic import ValidationError
 from training_common import (
     FINAL_STATUSES,
+    JOBS_RUNNING_INDEX,
     Job,
     JobAlreadyExistsError,
+    JobStateUpdate,
     JobStatus,
     ProblemCode,
     TrainingRequest,
@@ -24,6 +27,7 @@ from training_common import (
     iso_utc,
     model_artifact_key,
     new_job_id,
+    utc_now,
     validate_request,
 )
 
@@ -156,3 +160,34 @@ def test_running_jobs_are_counted_per_tenant(platform: Any, make: Any) -> None:
     )
     assert platform.jobs.count_running("acme") == 2
     assert platform.jobs.count_running("globex") == 1
+
+
+def test_only_running_jobs_are_in_the_sparse_index_that_counts_slots(
+    platform: Any, make: Any
+) -> None:
+    """The quota check reads the Running index: a job enters it when it starts and leaves it
+    in a final state, so the cost follows the running jobs, not the tenant's history."""
+    req = make.request()
+    platform.jobs.create(Job.from_request(req))
+    index = {"IndexName": JOBS_RUNNING_INDEX, "KeyConditionExpression": Key("tenant_id").eq("acme")}
+
+    assert platform.jobs.table.query(**index)["Items"] == []  # QUEUED holds no slot
+    platform.jobs.transition("acme", req.job_id, JobStatus.STARTING)
+    [entry] = platform.jobs.table.query(**index)["Items"]
+    assert entry["job_id"] == req.job_id and entry["status"] == "STARTING"
+    started = entry["running_since"]
+    update = JobStateUpdate(status=JobStatus.IN_PROGRESS, event_time=utc_now())
+    platform.jobs.apply_state_update("acme", req.job_id, update)
+    [entry] = platform.jobs.table.query(**index)["Items"]
+    assert entry["running_since"] == started  # the first start, kept
+    assert platform.jobs.count_running("acme") == 1
+
+    done = JobStateUpdate(status=JobStatus.COMPLETED, event_time=utc_now())
+    platform.jobs.apply_state_update("acme", req.job_id, done)
+
+    assert platform.jobs.table.query(**index)["Items"] == []
+    assert (
+        "running_since"
+        not in platform.jobs.table.get_item(Key={"tenant_id": "acme", "job_id": req.job_id})["Item"]
+    )
+    assert platform.jobs.count_running("acme") == 0
