@@ -541,9 +541,17 @@ class TrainingStack(Stack):
         )
 
     @staticmethod
-    def _allow(role: iam.IRole, sid: str, actions: list[str], resources: list[str]) -> None:
+    def _allow(
+        role: iam.IRole,
+        sid: str,
+        actions: list[str],
+        resources: list[str],
+        conditions: dict[str, Any] | None = None,
+    ) -> None:
         role.add_to_principal_policy(
-            iam.PolicyStatement(sid=sid, actions=actions, resources=resources)
+            iam.PolicyStatement(
+                sid=sid, actions=actions, resources=resources, conditions=conditions
+            )
         )
 
     def _grant_launch(
@@ -577,38 +585,35 @@ class TrainingStack(Stack):
         )
         self._use_key(role, "dynamodb", "sqs")
         role.add_managed_policy(data_lake.access_policies.catalog_read)
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="PassTheExecutionRoleToSageMakerOnly",
-                actions=["iam:PassRole"],
-                resources=[self.sagemaker_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-            )
+        self._allow(
+            role,
+            "PassTheExecutionRoleToSageMakerOnly",
+            ["iam:PassRole"],
+            [self.sagemaker_role.role_arn],
+            {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
         )
         training_jobs = _arn("sagemaker", "training-job/*")
         tuning_jobs = _arn("sagemaker", "hyper-parameter-tuning-job/*")
         isolated = _isolated_job_conditions(
             data_lake.data_key, subnet_ids=subnet_ids, security_group=security_group
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="CreateIsolatedTrainingJobsOnly",
-                actions=["sagemaker:CreateTrainingJob"],
-                resources=[training_jobs],
-                conditions=isolated,
-            )
+        self._allow(
+            role,
+            "CreateIsolatedTrainingJobsOnly",
+            ["sagemaker:CreateTrainingJob"],
+            [training_jobs],
+            isolated,
         )
         # A tuning job's training jobs are started by SageMaker itself, from the tuning job's
         # training job definition, which these conditions check (the condition keys of
         # CreateHyperParameterTuningJob are the same as CreateTrainingJob's); SageMaker copies
         # the tuning job's tags to each of them.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="CreateIsolatedTuningJobsOnly",
-                actions=["sagemaker:CreateHyperParameterTuningJob"],
-                resources=[tuning_jobs],
-                conditions=isolated,
-            )
+        self._allow(
+            role,
+            "CreateIsolatedTuningJobsOnly",
+            ["sagemaker:CreateHyperParameterTuningJob"],
+            [tuning_jobs],
+            isolated,
         )
         self._allow(
             role,
@@ -618,16 +623,15 @@ class TrainingStack(Stack):
         )
         # SageMaker authorizes the tags given at creation as AddTags on the new job; only the
         # keys tenant and job, with a tenant, so the role can't retag a job into another view.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="TagJobsWithTenantAndJob",
-                actions=["sagemaker:AddTags"],
-                resources=[training_jobs, tuning_jobs],
-                conditions={
-                    "Null": {"aws:RequestTag/tenant": "false"},
-                    "ForAllValues:StringEquals": {"aws:TagKeys": ["tenant", "job"]},
-                },
-            )
+        self._allow(
+            role,
+            "TagJobsWithTenantAndJob",
+            ["sagemaker:AddTags"],
+            [training_jobs, tuning_jobs],
+            {
+                "Null": {"aws:RequestTag/tenant": "false"},
+                "ForAllValues:StringEquals": {"aws:TagKeys": ["tenant", "job"]},
+            },
         )
         acknowledge_findings(
             role,
@@ -699,13 +703,12 @@ class TrainingStack(Stack):
         # versions created only as pending approval; only the tenant approves or rejects.
         groups = _arn("sagemaker", MODEL_PACKAGE_GROUPS)
         versions = _arn("sagemaker", MODEL_PACKAGE_VERSIONS)
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="CreateTenantModelPackageGroups",
-                actions=["sagemaker:CreateModelPackageGroup"],
-                resources=[groups],
-                conditions=_TENANT_TAG_ONLY,
-            )
+        self._allow(
+            role,
+            "CreateTenantModelPackageGroups",
+            ["sagemaker:CreateModelPackageGroup"],
+            [groups],
+            _TENANT_TAG_ONLY,
         )
         self._allow(
             role,
@@ -720,23 +723,19 @@ class TrainingStack(Stack):
             ["sagemaker:DescribeModelPackage"],
             [versions],
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="RegisterVersionsPendingApprovalOnly",
-                actions=["sagemaker:CreateModelPackage"],
-                resources=[versions],
-                conditions={
-                    "StringEquals": {"sagemaker:ModelApprovalStatus": "PendingManualApproval"}
-                },
-            )
+        self._allow(
+            role,
+            "RegisterVersionsPendingApprovalOnly",
+            ["sagemaker:CreateModelPackage"],
+            [versions],
+            {"StringEquals": {"sagemaker:ModelApprovalStatus": "PendingManualApproval"}},
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="TagTenantModelPackages",
-                actions=["sagemaker:AddTags"],
-                resources=[groups],
-                conditions=_TENANT_TAG_ONLY,
-            )
+        self._allow(
+            role,
+            "TagTenantModelPackages",
+            ["sagemaker:AddTags"],
+            [groups],
+            _TENANT_TAG_ONLY,
         )
         # Metric series: GetMetricData of /aws/sagemaker/TrainingJobs (no resource-level form).
         self._allow(role, "ReadTrainingJobMetrics", ["cloudwatch:GetMetricData"], ["*"])
