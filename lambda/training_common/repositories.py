@@ -283,16 +283,6 @@ class JobRepository:
         ).get("Item")
         return None if item is None else Job.model_validate(item)
 
-    def list_for_tenant(self, tenant_id: str, limit: int = 50) -> list[Job]:
-        """The tenant's most recent jobs, newest first (``ByCreatedAt`` index)."""
-        page = self.table.query(
-            IndexName=JOBS_BY_CREATED_AT_INDEX,
-            KeyConditionExpression=Key("tenant_id").eq(tenant_id),
-            ScanIndexForward=False,
-            Limit=limit,
-        )
-        return [Job.model_validate(item) for item in page.get("Items", [])]
-
     def list_page(self, tenant_id: str, *, limit: int = 50, token: str | None = None) -> Page[Job]:
         """One page of the tenant's jobs, newest first (``ByCreatedAt`` index)."""
         return _page(
@@ -596,15 +586,6 @@ class NotificationRepository:
             KeyConditionExpression=Key("tenant_id").eq(tenant_id),
             ScanIndexForward=False,
         )
-
-    def list_for_tenant(self, tenant_id: str, limit: int = 50) -> list[Notification]:
-        """The tenant's most recent notifications, newest first."""
-        page = self.table.query(
-            KeyConditionExpression=Key("tenant_id").eq(tenant_id),
-            ScanIndexForward=False,
-            Limit=limit,
-        )
-        return [Notification.model_validate(item) for item in page.get("Items", [])]
 
 
 class TrialRepository:

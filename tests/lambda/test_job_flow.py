@@ -93,7 +93,7 @@ def test_request_to_notification(handlers_env: Any, make: Any) -> None:
     assert record.model_artifact_key == (
         f"tenants/acme/jobs/{req.job_id}/output/{req.job_id}/output/model.tar.gz"
     )
-    [notification] = platform.notifications.list_for_tenant("acme")
+    [notification] = platform.notifications.list_page("acme").items
     assert notification.job_id == req.job_id
     [delivered] = platform.receive_all(inbox)
     envelope = json.loads(delivered["Body"])
@@ -297,5 +297,5 @@ def test_tuning_job_to_approved_model(handlers_env: Any, make: Any) -> None:
     }
     decided = models.get("acme", req.job_id)
     assert decided is not None and decided.approval_status.value == "Approved"
-    subjects = sorted(n.subject for n in platform.notifications.list_for_tenant("acme"))
+    subjects = sorted(n.subject for n in platform.notifications.list_page("acme").items)
     assert subjects == [f"Model of job {req.job_id} approved", f"Tuning job {req.job_id} completed"]

@@ -68,7 +68,7 @@ def test_events_update_the_record_and_a_final_state_notifies_the_tenant_once(
     ]
     assert record.last_event_time is not None
     assert record.last_event_time.timestamp() * 1000 == T0 + 60_000
-    [notification] = platform.notifications.list_for_tenant("acme")
+    [notification] = platform.notifications.list_page("acme").items
     assert notification.status is JobStatus.COMPLETED
     assert notification.published is True
     assert notification.notification_id == f"2023-11-14T22:14:20.000Z#{job.job_id}"
@@ -92,7 +92,7 @@ def test_duplicate_final_event_changes_nothing_and_publishes_nothing_more(
     assert service.handle(sample.completed(job.job_id, T0)) is Outcome.STALE
 
     assert platform.jobs.get("acme", job.job_id) == before
-    assert len(platform.notifications.list_for_tenant("acme")) == 1
+    assert len(platform.notifications.list_page("acme").items) == 1
     assert len(platform.receive_all(inbox)) == 1
 
 
@@ -133,7 +133,7 @@ def test_failed_job_notification_carries_the_failure_reason(
 
     record = platform.jobs.get("acme", job.job_id)
     assert record.failure_reason == "AlgorithmError: out of memory"
-    [notification] = platform.notifications.list_for_tenant("acme")
+    [notification] = platform.notifications.list_page("acme").items
     assert notification.subject == f"Training job {job.job_id} failed"
     assert "Reason: AlgorithmError: out of memory." in notification.message
 
@@ -152,14 +152,14 @@ def test_interrupted_publish_is_finished_by_the_redelivery_exactly_once(
     monkeypatch.setattr(service.sns, "publish", broken)
     with pytest.raises(ConnectionError):
         service.handle(sample.completed(job.job_id, T0))
-    [pending] = platform.notifications.list_for_tenant("acme")
+    [pending] = platform.notifications.list_page("acme").items
     assert pending.published is False
 
     monkeypatch.setattr(service.sns, "publish", real_publish)
     assert service.handle(sample.completed(job.job_id, T0)) is Outcome.STALE
     assert service.handle(sample.completed(job.job_id, T0)) is Outcome.STALE
 
-    [done] = platform.notifications.list_for_tenant("acme")
+    [done] = platform.notifications.list_page("acme").items
     assert done.published is True
     assert len(platform.receive_all(inbox)) == 1
 

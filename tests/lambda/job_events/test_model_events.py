@@ -25,7 +25,7 @@ def decided(sample: Any, version: Any, status: str, at: str, **detail: Any) -> A
 
 
 def model_notifications(platform: Any) -> list[Any]:
-    return [n for n in platform.notifications.list_for_tenant("acme") if n.model_status]
+    return [n for n in platform.notifications.list_page("acme").items if n.model_status]
 
 
 def test_an_approval_updates_the_record_and_notifies_the_tenant_once(

@@ -73,7 +73,7 @@ def test_a_completed_training_job_registers_its_model_pending_approval(
     group = platform.sagemaker.describe_model_package_group(ModelPackageGroupName="acme-models")
     tags = platform.sagemaker.list_tags(ResourceArn=group["ModelPackageGroupArn"])["Tags"]
     assert tags == [{"Key": "tenant", "Value": "acme"}]
-    [notification] = platform.notifications.list_for_tenant("acme")
+    [notification] = platform.notifications.list_page("acme").items
     assert "registered as version 1 of your model registry" in notification.message
 
 
@@ -91,7 +91,7 @@ def test_registration_happens_once_across_redeliveries(
     packages = platform.sagemaker.list_model_packages(ModelPackageGroupName="acme-models")
     assert len(packages["ModelPackageSummaryList"]) == 1
     assert jobs_kit.models.get("acme", job.job_id) == first
-    assert len(platform.notifications.list_for_tenant("acme")) == 1
+    assert len(platform.notifications.list_page("acme").items) == 1
 
 
 def test_an_interrupted_registration_is_finished_with_the_same_client_token(
@@ -112,7 +112,7 @@ def test_an_interrupted_registration_is_finished_with_the_same_client_token(
     pending = jobs_kit.models.get("acme", job.job_id)
     assert pending.approval_status is ModelApprovalStatus.REGISTERING
     assert pending.model_package_arn is None
-    [told] = platform.notifications.list_for_tenant("acme")
+    [told] = platform.notifications.list_page("acme").items
     assert told.published is True, "the tenant hears of the job before the retry"
     assert "model registry" not in told.message
 
@@ -127,7 +127,7 @@ def test_an_interrupted_registration_is_finished_with_the_same_client_token(
     done = jobs_kit.models.get("acme", job.job_id)
     assert done.approval_status is ModelApprovalStatus.PENDING
     assert done.model_package_arn is not None
-    [notification] = platform.notifications.list_for_tenant("acme")
+    [notification] = platform.notifications.list_page("acme").items
     assert notification.notification_id == told.notification_id, "told once"
 
 
@@ -206,7 +206,7 @@ def test_a_model_sagemaker_refuses_is_dead_lettered_with_the_reason_after_notify
         f"cannot register the model: SageMaker refused the model package of job {job.job_id}: "
         "Image is not valid"
     )
-    [notification] = platform.notifications.list_for_tenant("acme")
+    [notification] = platform.notifications.list_page("acme").items
     assert notification.published is True
 
 
@@ -305,7 +305,7 @@ def test_a_cloudwatch_error_does_not_lose_the_event(
     assert record.status is JobStatus.COMPLETED
     assert record.metric_series == []
     assert jobs_kit.models.get("acme", job.job_id).model_package_arn is not None
-    assert len(platform.notifications.list_for_tenant("acme")) == 1
+    assert len(platform.notifications.list_page("acme").items) == 1
 
 
 def _refusing(code: str, operation: str) -> Any:
@@ -341,7 +341,7 @@ def test_any_registration_error_notifies_the_tenant_before_sqs_retries(
         service.handle(sample.completed(job.job_id, sample.T0))
 
     assert platform.jobs.get("acme", job.job_id).status is JobStatus.COMPLETED
-    [notification] = platform.notifications.list_for_tenant("acme")
+    [notification] = platform.notifications.list_page("acme").items
     assert notification.published is True
     assert jobs_kit.dead_letters() == []
 
@@ -357,7 +357,7 @@ def test_an_s3_error_writing_the_model_metrics_notifies_before_the_retry(
     with pytest.raises(ClientError, match="KMS"):
         service.handle(sample.completed(job.job_id, sample.T0))
 
-    [notification] = platform.notifications.list_for_tenant("acme")
+    [notification] = platform.notifications.list_page("acme").items
     assert notification.published is True
 
 
@@ -395,5 +395,5 @@ def test_a_full_quota_dead_letters_the_event_with_the_reason_after_notifying(
     assert parked["MessageAttributes"]["failure_reason"]["StringValue"] == reason.format(
         job_id=job.job_id
     )
-    [notification] = platform.notifications.list_for_tenant("acme")
+    [notification] = platform.notifications.list_page("acme").items
     assert notification.published is True

@@ -116,7 +116,7 @@ def test_a_completed_tuning_job_registers_its_best_model_and_notifies_once(
     assert package["MetadataProperties"]["GeneratedBy"].endswith(f"training-job/{best}")
     packages = platform.sagemaker.list_model_packages(ModelPackageGroupName="acme-models")
     assert len(packages["ModelPackageSummaryList"]) == 1
-    [notification] = platform.notifications.list_for_tenant("acme")
+    [notification] = platform.notifications.list_page("acme").items
     assert notification.subject == f"Tuning job {job.job_id} completed"
     assert "5 completed, 1 failed, 0 stopped early" in notification.message
     assert f"Best training job: {best}, validation:auc = 0.93." in notification.message
@@ -137,7 +137,7 @@ def test_a_stopped_tuning_job_with_a_best_job_registers_it(
 
     assert platform.jobs.get("acme", job.job_id).status is JobStatus.STOPPED
     assert jobs_kit.models.get("acme", job.job_id).training_job_name == best
-    [notification] = platform.notifications.list_for_tenant("acme")
+    [notification] = platform.notifications.list_page("acme").items
     assert notification.subject == f"Tuning job {job.job_id} stopped"
 
 
@@ -158,7 +158,7 @@ def test_a_failed_tuning_job_registers_nothing_and_says_why(
     assert jobs_kit.service().handle(failed) is Outcome.APPLIED
 
     assert jobs_kit.models.get("acme", job.job_id) is None
-    [notification] = platform.notifications.list_for_tenant("acme")
+    [notification] = platform.notifications.list_page("acme").items
     assert "Reason: All training jobs failed." in notification.message
     assert "No training job reported an objective value." in notification.message
 
@@ -250,7 +250,7 @@ def test_a_tuning_jobs_training_job_event_writes_a_trial_only(
     parent = platform.jobs.get("acme", job.job_id)
     assert parent.status is JobStatus.STARTING, "the tuning job's events own its record"
     assert parent.status_history == job.status_history
-    assert platform.notifications.list_for_tenant("acme") == []
+    assert platform.notifications.list_page("acme").items == []
     assert jobs_kit.models.get("acme", job.job_id) is None
 
 
@@ -368,7 +368,7 @@ def test_a_redelivered_final_event_describes_the_tuning_job_for_its_best_job(
     assert version.objective.value == 0.9
     assert version.model_package_arn is not None
     assert jobs_kit.dead_letters() == []
-    [notification] = platform.notifications.list_for_tenant("acme")
+    [notification] = platform.notifications.list_page("acme").items
     assert f"Best training job: {best}" in notification.message
     record = platform.jobs.get("acme", job.job_id)
     assert record.best_training_job is not None  # the job page shows it too
@@ -392,7 +392,7 @@ def test_a_tuning_job_completed_without_a_successful_training_job_registers_noth
     assert platform.jobs.get("acme", job.job_id).status is JobStatus.COMPLETED
     assert jobs_kit.models.get("acme", job.job_id) is None
     assert jobs_kit.dead_letters() == []
-    [notification] = platform.notifications.list_for_tenant("acme")
+    [notification] = platform.notifications.list_page("acme").items
     assert "No training job reported an objective value." in notification.message
 
 

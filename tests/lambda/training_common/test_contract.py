@@ -146,7 +146,7 @@ def test_job_records_round_trip_and_job_ids_are_unique(platform: Any, make: Any)
     assert platform.jobs.get("acme", req.job_id) == job
     with pytest.raises(JobAlreadyExistsError):
         platform.jobs.create(job)
-    assert [j.job_id for j in platform.jobs.list_for_tenant("acme")] == [req.job_id]
+    assert [j.job_id for j in platform.jobs.list_page("acme").items] == [req.job_id]
 
 
 def test_running_jobs_are_counted_per_tenant(platform: Any, make: Any) -> None:
