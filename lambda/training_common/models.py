@@ -62,6 +62,15 @@ class Tenant(_Record):
     max_tuning_training_jobs: int = Field(default=50, ge=0, le=500)
     """The most training jobs one tuning job of the tenant may run in all (0: no tuning)."""
     notification_email: str | None = None
+    max_endpoint_instances: int = Field(default=2, ge=0, le=100)
+    """The most instances all of the tenant's real-time endpoints may run at once (0: none)."""
+    allowed_endpoint_instance_types: list[str] = Field(
+        default_factory=list, description="Empty means allowed_instance_types."
+    )
+    max_serverless_concurrency: int = Field(default=10, ge=0, le=200)
+    """The most concurrency one serverless endpoint of the tenant may have (0: no serverless)."""
+    require_vpc_inference: bool = False
+    """Endpoints must run in the VPC: serverless inference (which can't) is refused."""
     created_at: UtcDatetime = Field(default_factory=utc_now)
 
 
@@ -328,6 +337,10 @@ class Notification(_Record):
     published: bool = False
     model_status: str | None = None
     """Set on a model registry notification: the version's new approval status."""
+    deployment_id: str | None = None
+    """Set on a deployment or endpoint-alarm notification (``job_id`` is then the model's job)."""
+    link: str | None = None
+    """The portal path the notification points to, when not the job's or the model's page."""
 
     @staticmethod
     def make_id(created_at: str, job_id: str) -> str:
