@@ -583,3 +583,68 @@ def test_regulated_environment_is_the_example_with_every_pack() -> None:
     for config in (example, regulated):
         del config["name"], config["portal"]["cognito_domain_prefix"]
     assert regulated == example
+
+
+# --- [serving] -----------------------------------------------------------------------------------
+
+
+def test_serving_defaults_are_the_handlers_defaults() -> None:
+    serving = parse_config(base()).serving
+    assert serving.model_latency_alarm_ms == 1000
+    assert serving.capture_sampling_percentage == 100
+    assert serving.monitoring_instance_type == "ml.m5.large"
+    assert serving.monitoring_schedule == "cron(0 * ? * * *)"
+    assert serving.blue_green_bake_seconds == 600
+    assert serving.max_payload_bytes == 4 * 1024 * 1024
+    assert serving.price_overrides == {}
+
+
+def test_alarm_prefix_derives_from_the_stack_prefix() -> None:
+    assert parse_config(base()).alarm_prefix == "TrainingPlatform-dev-endpoint"
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"model_latency_alarm_ms": 0}, "serving.model_latency_alarm_ms"),
+        ({"capture_sampling_percentage": 101}, "serving.capture_sampling_percentage"),
+        (
+            {"monitoring_instance_type": "m5.large"},
+            "serving.monitoring_instance_type: 'm5.large' is not a SageMaker instance type",
+        ),
+        (
+            {"monitoring_schedule": "hourly"},
+            "serving.monitoring_schedule: 'hourly' is not a Model Monitor schedule",
+        ),
+        ({"blue_green_bake_seconds": 7200}, "serving.blue_green_bake_seconds"),
+        ({"max_payload_bytes": 0}, "serving.max_payload_bytes"),
+        (
+            {"max_payload_bytes": 4_600_000},
+            "serving: max_payload_bytes is 4600000; allowed: at most 4521984",
+        ),
+        ({"api_throttle_rate": 0}, "serving.api_throttle_rate"),
+        (
+            {"api_throttle_rate": 500, "api_throttle_burst": 100},
+            "serving: api_throttle_burst 100 is below api_throttle_rate 500",
+        ),
+        (
+            {"price_overrides": {"m5.large": 0.1}},
+            "serving.price_overrides: 'm5.large' is not a SageMaker instance type",
+        ),
+        (
+            {"price_overrides": {"ml.m5.large": -1.0}},
+            "serving.price_overrides: the price of ml.m5.large is -1.0 USD per hour",
+        ),
+        ({"unknown": 1}, "serving.unknown: unknown setting; allowed here: api_throttle_burst"),
+    ],
+)
+def test_serving_settings_are_validated_with_their_name(
+    settings: dict[str, Any], expected: str
+) -> None:
+    assert expected in error_of(base(serving=settings))
+
+
+def test_serving_settings_from_the_example_environment() -> None:
+    serving = load_config(ROOT / "environments" / "example.toml").serving
+    assert serving.monitoring_schedule == "cron(0 * ? * * *)"
+    assert serving.api_throttle_burst >= serving.api_throttle_rate

@@ -277,6 +277,102 @@ class TrainingSettings(_Settings):
     max_algorithm_images: int = Field(default=50, ge=1, le=1000)
 
 
+# SageMaker instance types: ml.<family>.<size> (ml.m5.large, ml.g5.2xlarge).
+_ML_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+# SageMaker Model Monitor schedules: hourly or daily cron expressions, or NOW (one run).
+_MONITORING_SCHEDULE = re.compile(r"^cron\([0-9*?/, -]+( [0-9A-Za-z*?/,#L-]+){5}\)$")
+API_GATEWAY_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+LAMBDA_MAX_REQUEST_BYTES = 6 * 1024 * 1024
+"""A synchronous Lambda invocation carries at most 6 MB: a larger payload limit would fail in
+Lambda instead of with a clear 413."""
+LAMBDA_EVENT_ENVELOPE_BYTES = 256 * 1024
+"""Room for the proxy event around the body (headers, request context, claims)."""
+MAX_PRICE_USD_PER_HOUR = 1000.0
+
+
+def _ml_instance_type(value: str) -> str:
+    if not _ML_INSTANCE_TYPE.match(value):
+        raise ValueError(
+            f"{value!r} is not a SageMaker instance type; expected 'ml.<family>.<size>' such "
+            "as 'ml.m5.large'"
+        )
+    return value
+
+
+def _monitoring_schedule(value: str) -> str:
+    if not _MONITORING_SCHEDULE.match(value):
+        raise ValueError(
+            f"{value!r} is not a Model Monitor schedule; expected a cron expression of six "
+            "fields such as 'cron(0 * ? * * *)' (hourly) or 'cron(0 0 ? * * *)' (daily)"
+        )
+    return value
+
+
+def _price_overrides(value: dict[str, float]) -> dict[str, float]:
+    for instance_type, price in value.items():
+        if not _ML_INSTANCE_TYPE.match(instance_type):
+            raise ValueError(
+                f"{instance_type!r} is not a SageMaker instance type such as 'ml.m5.large'"
+            )
+        if not 0 <= price <= MAX_PRICE_USD_PER_HOUR:
+            raise ValueError(
+                f"the price of {instance_type} is {price} USD per hour; allowed: 0 to "
+                f"{MAX_PRICE_USD_PER_HOUR:g}"
+            )
+    return value
+
+
+MlInstanceTypeName = Annotated[str, AfterValidator(_ml_instance_type)]
+
+
+class ServingSettings(_Settings):
+    """Tenant endpoints, their monitoring and the inference API (the deploy handler's and the
+    inference function's environment, the API stage's throttling, the portal's cost view)."""
+
+    # The model-latency alarm of every endpoint: p99 ModelLatency above this (milliseconds).
+    model_latency_alarm_ms: int = Field(default=1000, ge=1, le=60_000)
+    # Share of requests and responses a real-time endpoint captures for Model Monitor.
+    capture_sampling_percentage: int = Field(default=100, ge=1, le=100)
+    # Instance type of the data-quality baseline and monitoring processing jobs.
+    monitoring_instance_type: MlInstanceTypeName = "ml.m5.large"
+    # When Model Monitor runs over the captured data (hourly by default).
+    monitoring_schedule: Annotated[str, AfterValidator(_monitoring_schedule)] = "cron(0 * ? * * *)"
+    # Blue/green updates keep the old fleet this long, watching the rollback alarms.
+    blue_green_bake_seconds: int = Field(default=600, ge=0, le=3600)
+    # Largest request body the inference API accepts (413 above it).
+    # 4 MiB by default: a binary body reaches the function base64-encoded (4/3 of its size).
+    max_payload_bytes: int = Field(default=4 * 1024 * 1024, ge=1, le=API_GATEWAY_MAX_PAYLOAD_BYTES)
+    # The API stage's steady-state requests per second and burst, over all clients.
+    api_throttle_rate: float = Field(default=100.0, gt=0, le=10_000)
+    api_throttle_burst: int = Field(default=200, ge=1, le=5000)
+    # Concurrent executions reserved for (and capping) the inference function.
+    inference_concurrency: int = Field(default=100, ge=1, le=1000)
+    # Requests one client IP may make in any 5-minute window before the API's WAF blocks it.
+    api_waf_rate_limit: int = Field(default=10_000, ge=10, le=2_000_000_000)
+    # USD per hour by SageMaker instance type, replacing the portal's price table entries.
+    price_overrides: Annotated[dict[str, float], AfterValidator(_price_overrides)] = Field(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _limits(self) -> ServingSettings:
+        # The body travels inside the synchronous Lambda request (6 MB with its envelope).
+        # A binary body (application/octet-stream) arrives base64-encoded: 4/3 of its size.
+        largest = (LAMBDA_MAX_REQUEST_BYTES - LAMBDA_EVENT_ENVELOPE_BYTES) * 3 // 4
+        if self.max_payload_bytes > largest:
+            raise ValueError(
+                f"max_payload_bytes is {self.max_payload_bytes}; allowed: at most {largest} "
+                "(the inference function receives the body inside Lambda's 6 MB request limit, "
+                "base64-encoded when binary, less room for the event around it)"
+            )
+        if self.api_throttle_burst < self.api_throttle_rate:
+            raise ValueError(
+                f"api_throttle_burst {self.api_throttle_burst} is below api_throttle_rate "
+                f"{self.api_throttle_rate:g}; allowed: a burst of at least one second's rate"
+            )
+        return self
+
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
 
 
@@ -374,6 +470,7 @@ class PlatformConfig(_Settings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     portal: PortalSettings
+    serving: ServingSettings = Field(default_factory=ServingSettings)
     compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
 
     @model_validator(mode="after")
@@ -469,6 +566,12 @@ class PlatformConfig(_Settings):
     def stack_prefix(self) -> str:
         """Prefix of every stack name, e.g. 'TrainingPlatform-example'."""
         return f"TrainingPlatform-{self.name}"
+
+    @property
+    def alarm_prefix(self) -> str:
+        """Prefix of every endpoint alarm the deploy handler creates ('<stack prefix>-endpoint'):
+        what its PutMetricAlarm grant and the EventBridge rules on alarm state match."""
+        return f"{self.stack_prefix}-endpoint"
 
 
 def _format_error(error: Any, model: type[BaseModel]) -> str:

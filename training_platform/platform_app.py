@@ -115,6 +115,8 @@ def add_platform(scope: Construct, config: PlatformConfig) -> dict[str, Any]:
         training_security_group=network.training_security_group,
         data_lake=data_lake,
         settings=config.training,
+        serving=config.serving,
+        alarm_prefix=config.alarm_prefix,
         log_retention_days=config.log_retention_days,
         removal_policy=policy,
     )
@@ -133,6 +135,7 @@ def add_platform(scope: Construct, config: PlatformConfig) -> dict[str, Any]:
         data_lake=data_lake,
         training=training,
         settings=config.portal,
+        serving=config.serving,
         log_retention_days=config.log_retention_days,
         removal_policy=policy,
     )

@@ -7,7 +7,15 @@ The envelope is Powertools' ``EventBridgeModel``; each ``detail`` has the shape 
   started carry ``TuningJobArn``);
 - "SageMaker HyperParameter Tuning Job State Change": ``DescribeHyperParameterTuningJob`` without
   ``BestTrainingJob`` (the handler describes the tuning job for it);
-- "SageMaker Model Package State Change": ``DescribeModelPackage`` (no tags).
+- "SageMaker Model Package State Change": ``DescribeModelPackage`` (no tags);
+- "SageMaker Endpoint State Change": ``DescribeEndpoint`` (``EndpointName``, ``EndpointArn``,
+  ``EndpointConfigName``, ``EndpointStatus`` as ``InService`` or ``IN_SERVICE``,
+  ``FailureReason``, ``LastModifiedTime``, ``Tags``);
+- "SageMaker Processing Job State Change": ``DescribeProcessingJob`` (``ProcessingJobName``,
+  ``ProcessingJobStatus``, ``ExitMessage``, ``FailureReason``, ``MonitoringScheduleArn`` for a
+  monitoring execution);
+- "CloudWatch Alarm State Change" (source ``aws.cloudwatch``): ``alarmName``, ``state``
+  (``value``, ``reason``), ``previousState``; ``resources[0]`` is the alarm's ARN.
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ from training_common import TuningProgress
 TRAINING_JOB_STATE_CHANGE = "SageMaker Training Job State Change"
 TUNING_JOB_STATE_CHANGE = "SageMaker HyperParameter Tuning Job State Change"
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
+ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"
+PROCESSING_JOB_STATE_CHANGE = "SageMaker Processing Job State Change"
+ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
 
 
 class _Detail(BaseModel):
@@ -212,14 +223,99 @@ class ModelPackageStateChangeEvent(EventBridgeModel):
         return self.detail.last_modified_time or self.time
 
 
+class EndpointStateDetail(_TaggedDetail):
+    """The parts of an endpoint event's ``detail`` the platform uses."""
+
+    endpoint_name: str = Field(alias="EndpointName", min_length=1)
+    endpoint_arn: str | None = Field(default=None, alias="EndpointArn")
+    endpoint_config_name: str | None = Field(default=None, alias="EndpointConfigName")
+    endpoint_status: str = Field(alias="EndpointStatus", min_length=1)
+    failure_reason: str | None = Field(default=None, alias="FailureReason")
+    last_modified_time: datetime | None = Field(default=None, alias="LastModifiedTime")
+
+    @property
+    def status_key(self) -> str:
+        """The status without case or underscores: ``InService`` and ``IN_SERVICE`` are one."""
+        return self.endpoint_status.replace("_", "").lower()
+
+
+class EndpointStateChangeEvent(EventBridgeModel):
+    """An endpoint's state change."""
+
+    detail: EndpointStateDetail
+
+    @property
+    def event_time(self) -> datetime:
+        """``LastModifiedTime``, else the envelope time."""
+        return self.detail.last_modified_time or self.time
+
+    @property
+    def endpoint_arn(self) -> str | None:
+        return self.detail.endpoint_arn or (self.resources[0] if self.resources else None)
+
+
+class ProcessingJobStateDetail(_TaggedDetail):
+    """The parts of a processing job event's ``detail`` the platform uses."""
+
+    processing_job_name: str = Field(alias="ProcessingJobName", min_length=1)
+    processing_job_status: str = Field(alias="ProcessingJobStatus", min_length=1)
+    exit_message: str | None = Field(default=None, alias="ExitMessage")
+    failure_reason: str | None = Field(default=None, alias="FailureReason")
+    monitoring_schedule_arn: str | None = Field(default=None, alias="MonitoringScheduleArn")
+    processing_end_time: datetime | None = Field(default=None, alias="ProcessingEndTime")
+    last_modified_time: datetime | None = Field(default=None, alias="LastModifiedTime")
+
+
+class ProcessingJobStateChangeEvent(EventBridgeModel):
+    """A processing job's state change: a baseline job, or a monitoring execution."""
+
+    detail: ProcessingJobStateDetail
+
+    @property
+    def event_time(self) -> datetime:
+        detail = self.detail
+        return detail.processing_end_time or detail.last_modified_time or self.time
+
+
+class AlarmState(_Detail):
+    value: str = Field(min_length=1)
+    reason: str | None = None
+
+
+class AlarmStateDetail(_Detail):
+    """The parts of an alarm event's ``detail`` the platform uses."""
+
+    alarm_name: str = Field(alias="alarmName", min_length=1)
+    state: AlarmState
+    previous_state: AlarmState | None = Field(default=None, alias="previousState")
+
+
+class AlarmStateChangeEvent(EventBridgeModel):
+    """A CloudWatch alarm's state change (``resources[0]`` is the alarm's ARN)."""
+
+    detail: AlarmStateDetail
+
+    @property
+    def alarm_arn(self) -> str | None:
+        return self.resources[0] if self.resources else None
+
+
 StateChangeEvent = (
-    TrainingJobStateChangeEvent | TuningJobStateChangeEvent | ModelPackageStateChangeEvent
+    TrainingJobStateChangeEvent
+    | TuningJobStateChangeEvent
+    | ModelPackageStateChangeEvent
+    | EndpointStateChangeEvent
+    | ProcessingJobStateChangeEvent
+    | AlarmStateChangeEvent
 )
 
 _MODELS: dict[str, type[EventBridgeModel]] = {
     TRAINING_JOB_STATE_CHANGE: TrainingJobStateChangeEvent,
     TUNING_JOB_STATE_CHANGE: TuningJobStateChangeEvent,
     MODEL_PACKAGE_STATE_CHANGE: ModelPackageStateChangeEvent,
+    ENDPOINT_STATE_CHANGE: EndpointStateChangeEvent,
+    PROCESSING_JOB_STATE_CHANGE: ProcessingJobStateChangeEvent,
+    ALARM_STATE_CHANGE: AlarmStateChangeEvent,
 }
 
 

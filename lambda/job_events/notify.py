@@ -104,6 +104,18 @@ class Notifier:
             )
         )
 
+    def deliver(self, candidate: Notification) -> Notification:
+        """Store ``candidate`` unless its id is stored already, and publish it once."""
+        return self._deliver(candidate)
+
+    def portal_url(self, path: str) -> str:
+        """The portal's URL of ``path`` (e.g. ``/deployments/x``) when the job URL template
+        gives the portal's origin, else the path."""
+        template = self.settings.portal_job_url_template
+        if template and "/jobs/{job_id}" in template:
+            return template.split("/jobs/{job_id}", 1)[0] + path
+        return path
+
     def _deliver(self, candidate: Notification) -> Notification:
         notification, created = self.notifications.put_if_absent(candidate)
         if notification.published:

@@ -14,6 +14,9 @@
   registered.
 - Model package events apply the approval status to the version's record; an approval or
   rejection notifies the tenant.
+- Endpoint, processing job (baseline, monitoring run) and endpoint alarm events apply to
+  deployments (``endpoint_events.DeploymentEvents``; only with ``DEPLOYMENTS_TABLE``, else they
+  go to the dead-letter queue).
 
 Events for unknown jobs, for resources that aren't the platform's and stale or duplicate events
 change nothing. A job's final state notifies the tenant exactly once (``notify.Notifier``).
@@ -54,8 +57,13 @@ from training_common import (
     new_session,
     send_to_dead_letter_queue,
 )
+from training_common.repositories import DeploymentRepository
 
+from .endpoint_events import DeploymentEvents
 from .events import (
+    AlarmStateChangeEvent,
+    EndpointStateChangeEvent,
+    ProcessingJobStateChangeEvent,
     TrainingJobStateChangeEvent,
     TrainingJobStateDetail,
     TuningJobStateChangeEvent,
@@ -102,11 +110,14 @@ class JobEventsService:
     cloudwatch: Any
     s3: Any
     catalog: CatalogRepository | None = None
+    deployments: DeploymentRepository | None = None
+    """Without it (no ``DEPLOYMENTS_TABLE``), deployment events are dead-lettered."""
     notifier: Notifier = field(init=False)
     registrar: ModelRegistrar = field(init=False)
     sagemaker_jobs: SageMakerJobs = field(init=False)
     metric_series: MetricSeriesReader = field(init=False)
     model_events: ModelStatusEvents = field(init=False)
+    deployment_events: DeploymentEvents | None = field(init=False)
 
     def __post_init__(self) -> None:
         bucket = self.settings.artifacts_bucket
@@ -115,6 +126,18 @@ class JobEventsService:
         self.sagemaker_jobs = SageMakerJobs(self.sagemaker, bucket)
         self.metric_series = MetricSeriesReader(self.cloudwatch)
         self.model_events = ModelStatusEvents(self.models, self.jobs, self.notifier, self.sagemaker)
+        self.deployment_events = (
+            None
+            if self.deployments is None
+            else DeploymentEvents(
+                self.settings,
+                self.deployments,
+                self.notifier,
+                self.sagemaker,
+                self.cloudwatch,
+                self.sqs,
+            )
+        )
 
     @classmethod
     def from_settings(
@@ -142,6 +165,11 @@ class JobEventsService:
             cloudwatch=session.client("cloudwatch"),
             s3=s3,
             catalog=catalog,
+            deployments=(
+                DeploymentRepository.from_table_name(settings.deployments_table, session)
+                if settings.deployments_table
+                else None
+            ),
         )
 
     @tracer.capture_method
@@ -159,9 +187,27 @@ class JobEventsService:
         if isinstance(event, TuningJobStateChangeEvent):
             return self._tuning_job(message, event)
         try:
+            if isinstance(
+                event,
+                EndpointStateChangeEvent | ProcessingJobStateChangeEvent | AlarmStateChangeEvent,
+            ):
+                return self._deployment_event(event)
             return self.model_events.apply(event)
         except BadEventError as error:
             return self._dead_letter(message, str(error))
+
+    def _deployment_event(
+        self,
+        event: EndpointStateChangeEvent | ProcessingJobStateChangeEvent | AlarmStateChangeEvent,
+    ) -> Outcome:
+        handler = self.deployment_events
+        if handler is None:
+            raise BadEventError(f"{event.detail_type!r} events need DEPLOYMENTS_TABLE")
+        if isinstance(event, EndpointStateChangeEvent):
+            return handler.endpoint(event)
+        if isinstance(event, ProcessingJobStateChangeEvent):
+            return handler.processing_job(event)
+        return handler.alarm(event)
 
     # Training jobs ------------------------------------------------------------------------
 

@@ -25,6 +25,12 @@ class JobEventsSettings(BaseModel):
     catalog_bucket: str | None = None
     """The algorithm catalog, for a model package's content types (text/csv without it)."""
     catalog_cache_seconds: float = Field(default=60.0, ge=0)
+    deployments_table: str | None = None
+    """Without it, endpoint, processing job and alarm events go to the dead-letter queue."""
+    deployment_requests_queue_url: str | None = None
+    """Where a completed baseline job's ``monitor`` request goes."""
+    alarm_prefix: str | None = None
+    """Alarms named ``<ALARM_PREFIX>-*`` are the platform's endpoint alarms."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> JobEventsSettings:
@@ -40,5 +46,8 @@ class JobEventsSettings(BaseModel):
             "portal_job_url_template": "PORTAL_JOB_URL_TEMPLATE",
             "catalog_bucket": "CATALOG_BUCKET",
             "catalog_cache_seconds": "CATALOG_CACHE_SECONDS",
+            "deployments_table": "DEPLOYMENTS_TABLE",
+            "deployment_requests_queue_url": "DEPLOYMENT_REQUESTS_QUEUE_URL",
+            "alarm_prefix": "ALARM_PREFIX",
         }
         return settings_from_env(cls, names, environ)

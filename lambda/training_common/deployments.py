@@ -22,16 +22,21 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from enum import StrEnum
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .ids import TENANT_ID_PATTERN, UtcDatetime, is_tenant_id
 from .keys import tenant_prefix
 
-DEPLOYMENT_ID_PATTERN = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
-"""3 to 32 characters: with the tenant id and a hyphen, an endpoint name of at most 57."""
+DEPLOYMENT_ID_PATTERN = r"^[a-z][a-z0-9]{2,31}$"
+"""3 to 32 lower-case letters and digits, no hyphen: the endpoint name ``<tenant>-<deployment>``
+(at most 57 characters) then belongs to exactly one tenant and deployment, although tenant ids
+may hold hyphens (``acme`` + ``foo-bar`` and ``acme-foo`` + ``bar`` would otherwise collide)."""
 _DEPLOYMENT_ID_RE = re.compile(DEPLOYMENT_ID_PATTERN)
 API_CLIENTS_BY_CLIENT_ID_INDEX = "ByClientId"
 INFERENCE_SCOPE = "inference/invoke"
@@ -59,6 +64,11 @@ class DeploymentAction(StrEnum):
     """Create the endpoint, or update it in place (blue/green) to another model version."""
     UNDEPLOY = "undeploy"
     """Delete the endpoint, its monitoring schedule and alarms; keep the record and history."""
+    MONITOR = "monitor"
+    """Internal: the job-events handler's word that the deployment's baseline job completed.
+    The deploy handler checks that itself (``DescribeProcessingJob`` of the record's baseline)
+    before it creates the data-quality job definition and the monitoring schedule, so a forged
+    one makes the platform do nothing it would not do anyway."""
 
 
 class DeploymentStatus(StrEnum):
@@ -239,7 +249,8 @@ def is_deployment_id(value: str) -> bool:
 def endpoint_name(tenant_id: str, deployment_id: str) -> str:
     """``<tenant>-<deployment>``: the endpoint's name for its whole life (at most 57 characters).
 
-    Not parsed back into its parts (both may hold hyphens): the tags say whose it is.
+    Injective (a deployment id holds no hyphen), but the handlers still take an endpoint's
+    tenant from its tags, never from its name.
     """
     if not is_tenant_id(tenant_id):
         raise ValueError(f"invalid tenant id {tenant_id!r}: expected {TENANT_ID_PATTERN}")
@@ -307,6 +318,133 @@ def alarm_name(alarm_prefix: str, endpoint: str, kind: AlarmKind) -> str:
     return f"{alarm_prefix}-{endpoint}-{kind.value}"
 
 
+def new_request_id() -> str:
+    """A fresh :attr:`DeploymentRequest.request_id` (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def open_interval(
+    intervals: Iterable[ServiceInterval],
+    *,
+    kind: EndpointKind,
+    realtime: RealtimeCapacity | None,
+    serverless: ServerlessCapacity | None,
+    start: datetime,
+) -> list[ServiceInterval]:
+    """``intervals`` with every open one closed at ``start`` and a new one opened on the given
+    capacity: the endpoint now runs on it (what the cost view multiplies by price)."""
+    closed = close_intervals(intervals, start)
+    closed.append(
+        ServiceInterval(
+            kind=kind,
+            instance_type=realtime.instance_type if realtime else None,
+            instance_count=realtime.instance_count if realtime else 0,
+            memory_mb=serverless.memory_mb if serverless else None,
+            start=start,
+        )
+    )
+    return closed
+
+
+def close_intervals(intervals: Iterable[ServiceInterval], end: datetime) -> list[ServiceInterval]:
+    """``intervals`` with the open ones ended at ``end`` (never before their own start)."""
+    return [
+        item if item.end is not None else item.model_copy(update={"end": max(end, item.start)})
+        for item in intervals
+    ]
+
+
+def open_service_interval(intervals: Iterable[ServiceInterval]) -> ServiceInterval | None:
+    """The interval the endpoint runs on now, or None."""
+    return next((item for item in reversed(list(intervals)) if item.end is None), None)
+
+
+def capacity_of_endpoint_config(
+    described: Mapping[str, Any],
+) -> tuple[EndpointKind, RealtimeCapacity | None, ServerlessCapacity | None, str | None]:
+    """Kind, capacity and model name of a ``DescribeEndpointConfig`` response's variant: what
+    an endpoint runs on, read from SageMaker rather than from a record that may say what was
+    requested instead."""
+    variant = (described.get("ProductionVariants") or [{}])[0]
+    model = variant.get("ModelName")
+    serverless = variant.get("ServerlessConfig")
+    if serverless:
+        return (
+            EndpointKind.SERVERLESS,
+            None,
+            ServerlessCapacity(
+                memory_mb=int(serverless["MemorySizeInMB"]),
+                max_concurrency=int(serverless["MaxConcurrency"]),
+            ),
+            model,
+        )
+    return (
+        EndpointKind.REALTIME,
+        RealtimeCapacity(
+            instance_type=str(variant["InstanceType"]),
+            instance_count=int(variant.get("InitialInstanceCount", 1)),
+        ),
+        None,
+        model,
+    )
+
+
+def back_to_serving(
+    record: Deployment,
+    *,
+    reason: str,
+    at: datetime,
+    endpoint_config: Mapping[str, Any] | None,
+) -> Deployment:
+    """``record`` after a refused, failed or rolled-back change: IN_SERVICE on the version that
+    serves (``serving_*``, the capacity of ``endpoint_config``, the endpoint's current
+    configuration) with ``reason``; FAILED with ``reason`` when nothing served before."""
+    if record.serving_model_job_id is None or endpoint_config is None:
+        return record.model_copy(
+            update={
+                "status": DeploymentStatus.FAILED,
+                "failure_reason": reason,
+                "service_intervals": close_intervals(record.service_intervals, at),
+                "history": [
+                    *record.history,
+                    DeploymentChange(
+                        status=DeploymentStatus.FAILED,
+                        at=at,
+                        model_job_id=record.model_job_id,
+                        model_version=record.model_version,
+                        reason=reason,
+                    ),
+                ],
+            }
+        )
+    kind, realtime, serverless, model_name = capacity_of_endpoint_config(endpoint_config)
+    return record.model_copy(
+        update={
+            "status": DeploymentStatus.IN_SERVICE,
+            "failure_reason": reason,
+            "model_job_id": record.serving_model_job_id,
+            "model_version": record.serving_model_version,
+            "kind": kind,
+            "realtime": realtime,
+            "serverless": serverless,
+            "model_name": model_name or record.model_name,
+            "endpoint_config_name": endpoint_config.get(
+                "EndpointConfigName", record.endpoint_config_name
+            ),
+            "history": [
+                *record.history,
+                DeploymentChange(
+                    status=DeploymentStatus.IN_SERVICE,
+                    at=at,
+                    model_job_id=record.serving_model_job_id,
+                    model_version=record.serving_model_version,
+                    reason=reason,
+                ),
+            ],
+        }
+    )
+
+
 INFERENCE_METRICS_NAMESPACE = "TrainingPlatform/Inference"
 """Per tenant and endpoint: ``Invocations``, ``ClientErrors``, ``ServerErrors`` (counts) and
 ``Latency`` (milliseconds, the whole API call); dimensions ``tenant`` and ``endpoint``."""
@@ -341,11 +479,17 @@ __all__ = [
     "ServerlessCapacity",
     "ServiceInterval",
     "alarm_name",
+    "back_to_serving",
     "baseline_prefix",
+    "capacity_of_endpoint_config",
     "capture_prefix",
+    "close_intervals",
     "endpoint_name",
     "is_deployment_id",
     "monitoring_prefix",
+    "new_request_id",
+    "open_interval",
+    "open_service_interval",
     "reports_prefix",
     "resource_name",
     "tenant_of_resource_name",

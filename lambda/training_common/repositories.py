@@ -22,6 +22,17 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from .deployments import (
+    API_CLIENTS_BY_CLIENT_ID_INDEX,
+    SETTLED_DEPLOYMENT_STATUSES,
+    ApiClient,
+    Deployment,
+    DeploymentAction,
+    DeploymentChange,
+    DeploymentRequest,
+    DeploymentStatus,
+    endpoint_name,
+)
 from .ids import ALGORITHM_ID_PATTERN, iso_utc, utc_now
 from .keys import catalog_key
 from .models import (
@@ -132,17 +143,20 @@ DynamoTable = Any
 def create_tables(
     dynamodb: Any,
     *,
-    tenants: str,
-    jobs: str,
-    notifications: str,
+    tenants: str | None = None,
+    jobs: str | None = None,
+    notifications: str | None = None,
     trials: str | None = None,
     models: str | None = None,
+    deployments: str | None = None,
+    api_clients: str | None = None,
 ) -> None:
     """Create the platform's tables with the contract's key schemas (on-demand), for moto and
     the local portal; the Training stack declares the same keys for AWS.
 
-    ``dynamodb`` is a boto3 DynamoDB client. Tenants: ``tenant_id``; jobs: ``tenant_id`` +
-    ``job_id`` with the ``ByCreatedAt`` index (``tenant_id`` + ``created_at``); notifications:
+    ``dynamodb`` is a boto3 DynamoDB client; only the tables named are created. Tenants:
+    ``tenant_id``; jobs: ``tenant_id`` + ``job_id`` with the ``ByCreatedAt`` index
+    (``tenant_id`` + ``created_at``); notifications:
     ``tenant_id`` + ``notification_id``; trials (when named): ``tenant_id`` + ``trial_id`` with
     the ``ByObjective`` local index (``tenant_id`` + ``objective_key``); models (when named):
     ``tenant_id`` + ``job_id``.
@@ -171,15 +185,26 @@ def create_tables(
         ],
         "Projection": {"ProjectionType": "ALL"},
     }
-    tables: list[tuple[str, str | None, list[dict[str, Any]], list[dict[str, Any]]]] = [
-        (tenants, None, [], []),
-        (jobs, "job_id", [newest_first, running], []),
-        (notifications, "notification_id", [], []),
-    ]
+    tables: list[tuple[str, str | None, list[dict[str, Any]], list[dict[str, Any]]]] = []
+    if tenants:
+        tables.append((tenants, None, [], []))
+    if jobs:
+        tables.append((jobs, "job_id", [newest_first, running], []))
+    if notifications:
+        tables.append((notifications, "notification_id", [], []))
     if trials:
         tables.append((trials, "trial_id", [], [by_objective]))
     if models:
         tables.append((models, "job_id", [], []))
+    if deployments:
+        tables.append((deployments, "deployment_id", [], []))
+    if api_clients:
+        by_client: dict[str, Any] = {
+            "IndexName": API_CLIENTS_BY_CLIENT_ID_INDEX,
+            "KeySchema": [{"AttributeName": "client_id", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+        tables.append((api_clients, "client_id", [by_client], []))
     for name, sort_key, indexes, local_indexes in tables:
         keys = [("tenant_id", "HASH")] + ([(sort_key, "RANGE")] if sort_key else [])
         attributes = {key for key, _ in keys} | {
@@ -875,3 +900,249 @@ class CatalogRepository:
             ContentType="application/json",
         )
         self._cache.pop(entry.id, None)
+
+
+REVISION = "revision"
+"""A counter on every deployment item: each write expects the value it read, so two writers
+(the deploy handler, the job-events handler, the portal) never overwrite each other's change."""
+UNDEPLOYABLE_STATUSES = frozenset({DeploymentStatus.IN_SERVICE, DeploymentStatus.FAILED})
+"""States from which the portal may ask for an undeploy."""
+
+
+class DeploymentRepository:
+    """``DEPLOYMENTS_TABLE``: one item per deployment (see :class:`Deployment`).
+
+    Every write is a whole-record put conditional on the ``revision`` it read: the deploy and
+    job-events handlers compute the new record in Python (:meth:`update`) and retry on a lost
+    race, instead of spreading the status machine over update expressions.
+    """
+
+    def __init__(self, table: DynamoTable) -> None:
+        self.table = table
+
+    @classmethod
+    def from_table_name(
+        cls, name: str, session: boto3.Session | None = None
+    ) -> DeploymentRepository:
+        """A repository over the table called ``name``."""
+        return cls(_table(name, session))
+
+    def get(self, tenant_id: str, deployment_id: str) -> Deployment | None:
+        """The deployment (strongly consistent read), or None."""
+        found = self._get(tenant_id, deployment_id)
+        return None if found is None else found[0]
+
+    def _get(self, tenant_id: str, deployment_id: str) -> tuple[Deployment, int] | None:
+        item = self.table.get_item(
+            Key={"tenant_id": tenant_id, "deployment_id": deployment_id}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        return Deployment.model_validate(item), int(item.get(REVISION, 0))
+
+    def list_page(
+        self, tenant_id: str, *, limit: int = 50, token: str | None = None
+    ) -> Page[Deployment]:
+        """One page of the tenant's deployments, by deployment id."""
+        return _page(
+            self.table,
+            Deployment.model_validate,
+            limit=limit,
+            token=token,
+            tenant_id=tenant_id,
+            key_attributes=("deployment_id",),
+            KeyConditionExpression=Key("tenant_id").eq(tenant_id),
+        )
+
+    def list_all(self, tenant_id: str) -> list[Deployment]:
+        """Every deployment of the tenant (the endpoint quota counts them all)."""
+        return [
+            Deployment.model_validate(item)
+            for page in _query_all(
+                self.table, KeyConditionExpression=Key("tenant_id").eq(tenant_id)
+            )
+            for item in page.get("Items", [])
+        ]
+
+    def _put(self, deployment: Deployment, revision: int | None) -> bool:
+        """Write ``deployment`` if the stored revision is still ``revision`` (None: no item)."""
+        item = to_item(deployment)
+        item[REVISION] = 0 if revision is None else revision + 1
+        condition = (
+            Attr("deployment_id").not_exists() if revision is None else Attr(REVISION).eq(revision)
+        )
+        try:
+            self.table.put_item(Item=item, ConditionExpression=condition)
+        except ClientError as error:
+            if is_conditional_check_failure(error):
+                return False
+            raise
+        return True
+
+    def submit(self, request: DeploymentRequest) -> Deployment | None:
+        """The portal's write before it sends ``request`` to the deployment-requests queue.
+
+        Deploy: a new record, or one in a settled status (IN_SERVICE, FAILED, DELETED), becomes
+        PENDING with the request's id, model and capacity; what serves now (``serving_*``,
+        ``service_intervals``, alarms, schedule) stays. Undeploy: an IN_SERVICE or FAILED record
+        becomes UNDEPLOYING. The stored record, or None when the deployment is busy (a request
+        in flight), or there is nothing to undeploy. Monitor requests are the platform's own.
+        """
+        if request.action == DeploymentAction.MONITOR:
+            raise ValueError("monitor requests are sent by the platform, not submitted")
+        now = utc_now()
+        found = self._get(request.tenant_id, request.deployment_id)
+        if request.action == DeploymentAction.UNDEPLOY:
+            if found is None or found[0].status not in UNDEPLOYABLE_STATUSES:
+                return None
+            current, revision = found
+            record = current.model_copy(
+                update={
+                    "status": DeploymentStatus.UNDEPLOYING,
+                    "request_id": request.request_id,
+                    "updated_at": now,
+                    "submitted_by": request.submitted_by,
+                    "history": [
+                        *current.history,
+                        DeploymentChange(status=DeploymentStatus.UNDEPLOYING, at=now),
+                    ],
+                }
+            )
+            return record if self._put(record, revision) else None
+        assert request.model_job_id is not None and request.kind is not None
+        change = DeploymentChange(
+            status=DeploymentStatus.PENDING, at=now, model_job_id=request.model_job_id
+        )
+        requested = {
+            "status": DeploymentStatus.PENDING,
+            "request_id": request.request_id,
+            "model_job_id": request.model_job_id,
+            "model_version": None,
+            "model_package_arn": None,
+            "kind": request.kind,
+            "realtime": request.realtime,
+            "serverless": request.serverless,
+            "failure_reason": None,
+            "updated_at": now,
+            "submitted_by": request.submitted_by,
+        }
+        if found is None:
+            record = Deployment(
+                tenant_id=request.tenant_id,
+                deployment_id=request.deployment_id,
+                endpoint_name=endpoint_name(request.tenant_id, request.deployment_id),
+                created_at=now,
+                history=[change],
+                **requested,
+            )
+            return record if self._put(record, None) else None
+        current, revision = found
+        if current.status not in SETTLED_DEPLOYMENT_STATUSES:
+            return None
+        record = current.model_copy(update={**requested, "history": [*current.history, change]})
+        return record if self._put(record, revision) else None
+
+    def update(
+        self,
+        tenant_id: str,
+        deployment_id: str,
+        change: Callable[[Deployment], Deployment | None],
+        *,
+        attempts: int = 5,
+    ) -> Deployment | None:
+        """Read the record, let ``change`` compute its new state (None: leave it), write it if
+        nobody wrote in between, else read again. The written record, or None when there is no
+        record or ``change`` declined. Raises RuntimeError after ``attempts`` lost races."""
+        for _ in range(attempts):
+            found = self._get(tenant_id, deployment_id)
+            if found is None:
+                return None
+            current, revision = found
+            updated = change(current)
+            if updated is None:
+                return None
+            updated = updated.model_copy(update={"updated_at": utc_now()})
+            if self._put(updated, revision):
+                return updated
+        raise RuntimeError(
+            f"deployment {tenant_id}/{deployment_id} changed {attempts} times while being updated"
+        )
+
+
+class ApiClientRepository:
+    """``API_CLIENTS_TABLE``: the tenant's OAuth app clients (see :class:`ApiClient`).
+
+    Written by the portal's own role only; a tenant session only queries its partition."""
+
+    def __init__(self, table: DynamoTable) -> None:
+        self.table = table
+
+    @classmethod
+    def from_table_name(
+        cls, name: str, session: boto3.Session | None = None
+    ) -> ApiClientRepository:
+        """A repository over the table called ``name``."""
+        return cls(_table(name, session))
+
+    def put(self, client: ApiClient) -> bool:
+        """Record a new client; False when this client id is recorded already (anywhere: a
+        Cognito client id is unique in the pool, so a second record would be a second owner)."""
+        if self.tenant_of_client(client.client_id, unique=False) is not None:
+            return False
+        try:
+            self.table.put_item(
+                Item=to_item(client), ConditionExpression=Attr("client_id").not_exists()
+            )
+        except ClientError as error:
+            if is_conditional_check_failure(error):
+                return False
+            raise
+        return True
+
+    def get(self, tenant_id: str, client_id: str) -> ApiClient | None:
+        """One client of the tenant, or None."""
+        item = self.table.get_item(
+            Key={"tenant_id": tenant_id, "client_id": client_id}, ConsistentRead=True
+        ).get("Item")
+        return None if item is None else ApiClient.model_validate(item)
+
+    def list_page(
+        self, tenant_id: str, *, limit: int = 50, token: str | None = None
+    ) -> Page[ApiClient]:
+        """One page of the tenant's clients."""
+        return _page(
+            self.table,
+            ApiClient.model_validate,
+            limit=limit,
+            token=token,
+            tenant_id=tenant_id,
+            key_attributes=("client_id",),
+            KeyConditionExpression=Key("tenant_id").eq(tenant_id),
+        )
+
+    def delete(self, tenant_id: str, client_id: str) -> bool:
+        """Delete the tenant's client record; False when the tenant has no such client (the
+        caller then must not delete the Cognito client either)."""
+        try:
+            self.table.delete_item(
+                Key={"tenant_id": tenant_id, "client_id": client_id},
+                ConditionExpression=Attr("client_id").exists(),
+            )
+        except ClientError as error:
+            if is_conditional_check_failure(error):
+                return False
+            raise
+        return True
+
+    def tenant_of_client(self, client_id: str, *, unique: bool = True) -> str | None:
+        """The tenant that owns ``client_id`` (index ``ByClientId``): exactly one record, else
+        None (no record, or, with ``unique``, more than one: ambiguous ownership is no owner)."""
+        response = self.table.query(
+            IndexName=API_CLIENTS_BY_CLIENT_ID_INDEX,
+            KeyConditionExpression=Key("client_id").eq(client_id),
+            Limit=2,
+        )
+        items = response.get("Items", [])
+        if not items or (unique and len(items) != 1):
+            return None
+        return str(items[0]["tenant_id"])

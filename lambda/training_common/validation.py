@@ -14,9 +14,23 @@ from enum import StrEnum
 
 from pydantic import ValidationError
 
+from .deployments import (
+    Deployment,
+    DeploymentAction,
+    DeploymentRequest,
+    DeploymentStatus,
+    EndpointKind,
+)
 from .keys import datasets_prefix, is_tenant_dataset_key
 from .models import CatalogEntry, Tenant, TenantStatus, TrainingRequest
-from .repositories import CatalogRepository, JobRepository, TenantRepository
+from .registry import ModelApprovalStatus, ModelVersion
+from .repositories import (
+    CatalogRepository,
+    DeploymentRepository,
+    JobRepository,
+    ModelRepository,
+    TenantRepository,
+)
 from .tuning import ParameterRange, ParameterType, TunableHyperparameter, TuningSpec
 
 
@@ -42,6 +56,12 @@ class ProblemCode(StrEnum):
     RANGE_NOT_TUNABLE = "RANGE_NOT_TUNABLE"
     RANGE_TYPE_MISMATCH = "RANGE_TYPE_MISMATCH"
     RANGE_OUT_OF_BOUNDS = "RANGE_OUT_OF_BOUNDS"
+    MODEL_UNKNOWN = "MODEL_UNKNOWN"
+    MODEL_NOT_APPROVED = "MODEL_NOT_APPROVED"
+    ENDPOINT_INSTANCE_TYPE_NOT_ALLOWED = "ENDPOINT_INSTANCE_TYPE_NOT_ALLOWED"
+    ENDPOINT_INSTANCES_LIMIT = "ENDPOINT_INSTANCES_LIMIT"
+    SERVERLESS_NOT_ALLOWED = "SERVERLESS_NOT_ALLOWED"
+    SERVERLESS_CONCURRENCY_TOO_HIGH = "SERVERLESS_CONCURRENCY_TOO_HIGH"
 
 
 RESERVED_PREFIX = "sagemaker_"
@@ -326,4 +346,139 @@ def check_request(
         tenant=tenant,
         algorithm=catalog.get(request.algorithm_id),
         running_jobs=jobs.count_running(request.tenant_id),
+    )
+
+
+QUOTA_FREE_STATUSES = frozenset({DeploymentStatus.DELETED, DeploymentStatus.FAILED})
+"""Deployments in these states run no instances, so the endpoint quota doesn't count them."""
+
+
+def validate_deployment(
+    request: DeploymentRequest,
+    *,
+    tenant: Tenant | None,
+    model: ModelVersion | None,
+    deployments: Iterable[Deployment],
+) -> ValidationResult:
+    """Check a deploy request against its tenant's serving quota and the model registry.
+
+    The portal (before it writes the PENDING record) and the deploy handler (before it creates
+    anything) call this with fresh data. ``model`` is the ``MODELS_TABLE`` record of
+    ``request.model_job_id`` (None when there is none); ``deployments`` the tenant's
+    deployments (this one is skipped: its instances are the ones being replaced). The quota
+    counts the other real-time deployments that may run instances (all but DELETED and FAILED):
+    a blue/green update briefly runs both fleets, which the quota leaves to SageMaker's own
+    account limits. Undeploy and monitor requests need only an active tenant. Pure: no I/O.
+    """
+    if tenant is None or tenant.tenant_id != request.tenant_id:
+        return ValidationResult(
+            (
+                Problem(
+                    ProblemCode.TENANT_UNKNOWN,
+                    f"Tenant '{request.tenant_id}' is not registered on the platform; "
+                    "ask your platform administrator to onboard it.",
+                ),
+            )
+        )
+    problems: list[Problem] = []
+    if tenant.status != TenantStatus.ACTIVE and request.action == DeploymentAction.DEPLOY:
+        problems.append(
+            Problem(
+                ProblemCode.TENANT_NOT_ACTIVE,
+                f"Your tenant account is {tenant.status.value.lower()}, so it can't deploy "
+                "models; contact your platform administrator.",
+            )
+        )
+    if request.action != DeploymentAction.DEPLOY:
+        return ValidationResult(tuple(problems))
+    problems.extend(_model_problems(request, model))
+    if request.kind == EndpointKind.SERVERLESS:
+        problems.extend(_serverless_problems(request, tenant))
+    else:
+        problems.extend(_realtime_problems(request, tenant, deployments))
+    return ValidationResult(tuple(problems))
+
+
+def _model_problems(request: DeploymentRequest, model: ModelVersion | None) -> Iterable[Problem]:
+    if (
+        model is None
+        or model.tenant_id != request.tenant_id
+        or model.job_id != request.model_job_id
+    ):
+        yield Problem(
+            ProblemCode.MODEL_UNKNOWN,
+            f"Job {request.model_job_id} has no model in your registry.",
+        )
+        return
+    if model.approval_status != ModelApprovalStatus.APPROVED or not model.model_package_arn:
+        version = f"version {model.model_version}" if model.model_version else "The version"
+        yield Problem(
+            ProblemCode.MODEL_NOT_APPROVED,
+            f"{version.capitalize()} from job {model.job_id} is not approved "
+            f"({model.approval_status.value}); only approved versions can be deployed.",
+        )
+
+
+def _serverless_problems(request: DeploymentRequest, tenant: Tenant) -> Iterable[Problem]:
+    assert request.serverless is not None
+    if tenant.require_vpc_inference:
+        yield Problem(
+            ProblemCode.SERVERLESS_NOT_ALLOWED,
+            "Your tenant's endpoints must run in the platform's private network, which "
+            "serverless inference does not support; choose a real-time endpoint.",
+        )
+    if request.serverless.max_concurrency > tenant.max_serverless_concurrency:
+        yield Problem(
+            ProblemCode.SERVERLESS_CONCURRENCY_TOO_HIGH,
+            f"A concurrency of {request.serverless.max_concurrency} was requested; your quota "
+            f"allows at most {tenant.max_serverless_concurrency} per serverless endpoint.",
+        )
+
+
+def _realtime_problems(
+    request: DeploymentRequest, tenant: Tenant, deployments: Iterable[Deployment]
+) -> Iterable[Problem]:
+    assert request.realtime is not None
+    allowed = tenant.allowed_endpoint_instance_types or tenant.allowed_instance_types
+    if request.realtime.instance_type not in allowed:
+        yield Problem(
+            ProblemCode.ENDPOINT_INSTANCE_TYPE_NOT_ALLOWED,
+            f"Instance type {request.realtime.instance_type} is not in your endpoint quota; "
+            f"allowed: {_listing(allowed)}.",
+        )
+    others = sum(
+        item.realtime.instance_count
+        for item in deployments
+        if item.deployment_id != request.deployment_id
+        and item.tenant_id == request.tenant_id
+        and item.kind == EndpointKind.REALTIME
+        and item.realtime is not None
+        and item.status not in QUOTA_FREE_STATUSES
+    )
+    if others + request.realtime.instance_count > tenant.max_endpoint_instances:
+        yield Problem(
+            ProblemCode.ENDPOINT_INSTANCES_LIMIT,
+            f"{request.realtime.instance_count} instance(s) requested while your other "
+            f"endpoints run {others}; your quota allows {tenant.max_endpoint_instances} "
+            "endpoint instances in all.",
+        )
+
+
+def check_deployment(
+    request: DeploymentRequest,
+    *,
+    tenants: TenantRepository,
+    models: ModelRepository,
+    deployments: DeploymentRepository,
+) -> ValidationResult:
+    """Load what :func:`validate_deployment` needs from the tables, then call it."""
+    tenant = tenants.get(request.tenant_id)
+    if tenant is None or request.action != DeploymentAction.DEPLOY:
+        return validate_deployment(request, tenant=tenant, model=None, deployments=())
+    assert request.model_job_id is not None
+    return validate_deployment(
+        request,
+        tenant=tenant,
+        model=models.get(request.tenant_id, request.model_job_id),
+        deployments=deployments.list_all(request.tenant_id),
     )

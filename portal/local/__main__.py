@@ -22,6 +22,8 @@ Try the whole flow as alice@acme.example:
      objective chart, the best training job and its hyperparameters.
   4. Models: the best trial's model, pending approval. Open it, approve with a comment.
   5. Download the model (model.tar.gz) from the model's page.
+  6. Models: acme's seeded approved version > Deploy; API clients > New client (copy the
+     secret); call the endpoint with the curl lines below once it is IN_SERVICE.
 acme also has a finished tuning job whose model waits for approval; globex
 (gina@globex.example) sees none of acme's jobs or models."""
 
@@ -44,12 +46,15 @@ def main() -> None:
     with LocalPortal(port=args.port, step_seconds=args.step_seconds) as portal:
         print(f"Local portal: {portal.url}/local/sign-in", flush=True)
         print(f"moto_server:  {portal.moto.url}", flush=True)
+        assert portal.inference is not None
+        print(f"Inference API: {portal.inference.url} (token URL {portal.inference.token_url})")
         print(
             "Users: alice@acme.example (acme), gina@globex.example (globex), "
             "admin@platform.example (admins). Ctrl-C stops.",
             flush=True,
         )
         print(TRY_IT.format(seconds=7 * args.step_seconds), flush=True)
+        print(portal.curl_example(), flush=True)
         portal.wait()
 
 

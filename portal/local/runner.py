@@ -7,6 +7,7 @@ import threading
 import time
 from types import TracebackType
 
+import boto3
 import httpx
 import uvicorn
 from portal_app.app import create_app
@@ -14,6 +15,9 @@ from portal_app.aws import AwsClients
 from portal_app.logs import configure_logging
 from training_common import new_session
 
+from .inference import LocalInferenceApi
+from .metrics import LocalMetrics
+from .serving import ServingLoop, ServingSimulator
 from .signin import EcSigner, LocalSignIn, LocalUser
 from .simulator import DEFAULT_STEP_SECONDS, JobSimulator
 from .stack import ALB_ARN, REGION, MotoServer, Seeded, create_resources, free_port, seed
@@ -25,8 +29,20 @@ USERS = (
 )
 
 
+CURL_EXAMPLE = """\
+Call a deployed model through the local inference API (create a client on the portal's
+API clients page; it shows the id and secret once):
+  TOKEN=$(curl -s -u "$CLIENT_ID:$CLIENT_SECRET" \\
+    -d grant_type=client_credentials -d scope=inference/invoke \\
+    "{token_url}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -s -H "Authorization: Bearer $TOKEN" -H "Content-Type: text/csv" \\
+    --data-binary '5.1,3.5,1.4,0.2' "{api_url}/v1/endpoints/acme-thermostat/invocations"
+"""
+
+
 class LocalPortal:
-    """moto_server + seeded resources + job simulator + the portal on 127.0.0.1."""
+    """moto_server + seeded resources + job simulator + the local inference API + the portal,
+    all on 127.0.0.1."""
 
     def __init__(
         self,
@@ -46,6 +62,10 @@ class LocalPortal:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._simulator: JobSimulator | None = None
+        self._serving: ServingLoop | None = None
+        self.serving: ServingSimulator | None = None
+        self.metrics = LocalMetrics()
+        self.inference: LocalInferenceApi | None = None
 
     def __enter__(self) -> LocalPortal:
         for name, value in {
@@ -57,15 +77,40 @@ class LocalPortal:
         configure_logging(self.log_level)
         self.moto.start()
         session = new_session(region_name=REGION)
-        settings = create_resources(session, self.moto.url)
+        # The inference API's usage metrics, kept for GetMetricData's percentiles (moto lacks).
+        self.metrics.recorder_hook(session)
+        inference_port = free_port()
+        settings = create_resources(
+            session, self.moto.url, inference_api_url=f"http://127.0.0.1:{inference_port}"
+        )
         self.settings = settings
         self.seeded = seed(settings, session, self.moto.url)
         self._simulator = JobSimulator(
             settings, session, self.moto.url, step_seconds=self.step_seconds
         ).start()
-        aws = AwsClients(
-            settings, endpoint_url=self.moto.url, session_hook=self._simulator.session_hook
+        self.inference = LocalInferenceApi(
+            session,
+            self.moto.url,
+            user_pool_id=settings.user_pool_id,
+            api_clients_table=settings.api_clients_table,
+            port=inference_port,
+        ).start()
+        # The real deploy and job-events services, with SageMaker's events played around them.
+        self.serving = ServingSimulator(
+            settings,
+            session,
+            self.moto.url,
+            forget=self.inference.runtime.forget,
+            log_level=self.log_level,
         )
+        self._serving = ServingLoop(self.serving, self.step_seconds).start()
+        simulator = self._simulator
+
+        def portal_hook(portal_session: boto3.Session) -> None:
+            simulator.session_hook(portal_session)
+            self.metrics.session_hook(portal_session)
+
+        aws = AwsClients(settings, endpoint_url=self.moto.url, session_hook=portal_hook)
         app = create_app(settings, aws=aws, local=self.sign_in)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_config=None, access_log=False
@@ -100,6 +145,15 @@ class LocalPortal:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.inference is not None:
+            self.inference.stop()
+        if self._serving is not None:
+            self._serving.stop()
         if self._simulator is not None:
             self._simulator.stop()
         self.moto.stop()
+
+    def curl_example(self) -> str:
+        """How to call a deployed model through the local inference API."""
+        assert self.inference is not None
+        return CURL_EXAMPLE.format(token_url=self.inference.token_url, api_url=self.inference.url)

@@ -19,6 +19,9 @@ import boto3
 import httpx
 from portal_app.settings import PortalSettings
 from training_common import (
+    INFERENCE_RESOURCE_SERVER,
+    INFERENCE_SCOPE,
+    ApprovalDecision,
     CatalogEntry,
     CatalogRepository,
     FinalMetric,
@@ -27,6 +30,8 @@ from training_common import (
     JobStateUpdate,
     JobStatus,
     MetricDefinition,
+    ModelApprovalStatus,
+    ModelRepository,
     Notification,
     NotificationRepository,
     ParameterType,
@@ -45,8 +50,15 @@ from training_common import (
 from .common import ACCOUNT as ACCOUNT  # re-exported: the tests and runner import them here
 from .common import REGION as REGION
 from .common import model_archive
+from .registry import LocalRegistry
 from .search import metric_series
 from .seed_tuning import seed_tuning_job
+
+LOCAL_INFERENCE_API_URL = "http://127.0.0.1:8081"
+DEAD_LETTER_QUEUE = "platform-dead-letters"
+JOB_EVENTS_QUEUE = "job-events"
+OPERATOR_ALARMS_TOPIC = "operator-alarms"
+"""The Observability stack's topic: every endpoint alarm reaches it (an EventBridge rule)."""
 
 ALB_ARN = (
     f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}"
@@ -63,6 +75,9 @@ class Seeded:
     datasets: dict[str, str] = field(default_factory=dict)
     tuning_jobs: dict[str, str] = field(default_factory=dict)
     """The finished tuning job seeded for acme (8 trials, its model pending approval)."""
+    approved_models: dict[str, str] = field(default_factory=dict)
+    """acme's approved model version, ready to deploy: the job id of a completed training job
+    (not in ``jobs``) whose dataset exists, registered and approved."""
 
 
 def free_port() -> int:
@@ -109,8 +124,15 @@ def _client(session: boto3.Session, service: str, endpoint_url: str | None) -> A
     return session.client(service, region_name=REGION, endpoint_url=endpoint_url)
 
 
-def create_resources(session: boto3.Session, endpoint_url: str | None = None) -> PortalSettings:
-    """Create tables, buckets, queue, topic, tenant role and user pool; their settings."""
+def create_resources(
+    session: boto3.Session,
+    endpoint_url: str | None = None,
+    *,
+    inference_api_url: str = LOCAL_INFERENCE_API_URL,
+) -> PortalSettings:
+    """Create tables, buckets, queues, topics, tenant role and user pool (with the inference
+    API's resource server); their settings. ``inference_api_url`` is where the local inference
+    API will listen (the runner picks the port first, so the portal's pages show it)."""
     dynamodb = _client(session, "dynamodb", endpoint_url)
     s3 = _client(session, "s3", endpoint_url)
     names = {
@@ -119,6 +141,8 @@ def create_resources(session: boto3.Session, endpoint_url: str | None = None) ->
         "notifications": "Notifications",
         "trials": "Trials",
         "models": "Models",
+        "deployments": "Deployments",
+        "api_clients": "ApiClients",
     }
     create_tables(dynamodb, **names)
     buckets = {
@@ -128,10 +152,14 @@ def create_resources(session: boto3.Session, endpoint_url: str | None = None) ->
     }
     for bucket in buckets.values():
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-    queue_url = _client(session, "sqs", endpoint_url).create_queue(QueueName="training-requests")[
-        "QueueUrl"
-    ]
-    topic_arn = _client(session, "sns", endpoint_url).create_topic(Name="notifications")["TopicArn"]
+    sqs = _client(session, "sqs", endpoint_url)
+    queue_url = sqs.create_queue(QueueName="training-requests")["QueueUrl"]
+    deployment_queue_url = sqs.create_queue(QueueName="deployment-requests")["QueueUrl"]
+    sqs.create_queue(QueueName=DEAD_LETTER_QUEUE)
+    sqs.create_queue(QueueName=JOB_EVENTS_QUEUE)
+    sns = _client(session, "sns", endpoint_url)
+    topic_arn = sns.create_topic(Name="notifications")["TopicArn"]
+    sns.create_topic(Name=OPERATOR_ALARMS_TOPIC)
     role_arn = _client(session, "iam", endpoint_url).create_role(
         RoleName="portal-tenant-access",
         AssumeRolePolicyDocument=json.dumps(
@@ -160,6 +188,17 @@ def create_resources(session: boto3.Session, endpoint_url: str | None = None) ->
         ],
     )["UserPool"]["Id"]
     cognito.create_group(GroupName="admins", UserPoolId=pool_id)
+    cognito.create_resource_server(
+        UserPoolId=pool_id,
+        Identifier=INFERENCE_RESOURCE_SERVER,
+        Name="Inference API",
+        Scopes=[
+            {
+                "ScopeName": INFERENCE_SCOPE.split("/", 1)[1],
+                "ScopeDescription": "Invoke the tenant's endpoints",
+            }
+        ],
+    )
     return PortalSettings(
         aws_region=REGION,
         alb_arn=ALB_ARN,
@@ -175,6 +214,11 @@ def create_resources(session: boto3.Session, endpoint_url: str | None = None) ->
         notifications_topic_arn=topic_arn,
         tenant_role_arn=role_arn,
         user_pool_id=pool_id,
+        deployments_table=names["deployments"],
+        api_clients_table=names["api_clients"],
+        deployment_requests_queue_url=deployment_queue_url,
+        inference_api_url=inference_api_url,
+        oauth_token_url=f"{inference_api_url}/oauth2/token",
         max_upload_bytes=50 * 1024 * 1024,
     )
 
@@ -268,6 +312,7 @@ TENANTS = [
         allowed_instance_types=["ml.m5.large"],
         allowed_algorithms=["xgboost"],
         max_runtime_seconds=7200,
+        require_vpc_inference=True,
     ),
 ]
 
@@ -278,10 +323,12 @@ def seed(
     endpoint_url: str | None = None,
     *,
     tuning_job: bool = True,
+    approved_model: bool = True,
 ) -> Seeded:
     """Tenants, catalog, one dataset each, finished jobs in several states, acme's finished
     tuning job with its model pending approval (unless ``tuning_job`` is False: the portal
-    tests, which write their own, skip its two seconds of moto calls), and the users."""
+    tests, which write their own, skip its two seconds of moto calls), acme's approved model
+    version to deploy (unless ``approved_model`` is False), and the users."""
     s3 = _client(session, "s3", endpoint_url)
     dynamodb = session.resource("dynamodb", region_name=REGION, endpoint_url=endpoint_url)
     tenants = TenantRepository(dynamodb.Table(settings.tenants_table))
@@ -313,6 +360,10 @@ def seed(
                 settings, s3, jobs, notifications, tenant, key, status, hours_ago=3 - offset
             )
             seeded.jobs[tenant.tenant_id].append(job_id)
+        if approved_model and tenant.tenant_id == "acme":
+            seeded.approved_models[tenant.tenant_id] = _seed_approved_model(
+                settings, session, endpoint_url, s3, jobs, notifications, tenant, key
+            )
         if tuning_job and tenant.tenant_id == "acme":
             seeded.tuning_jobs[tenant.tenant_id] = seed_tuning_job(
                 settings,
@@ -411,5 +462,65 @@ def _seed_job(
             message=f"Job {job_id} ended {status.value}.",
             created_at=end,
         )
+    )
+    return job_id
+
+
+def _seed_approved_model(
+    settings: PortalSettings,
+    session: boto3.Session,
+    endpoint_url: str | None,
+    s3: Any,
+    jobs: JobRepository,
+    notifications: NotificationRepository,
+    tenant: Tenant,
+    dataset: str,
+) -> str:
+    """A completed xgboost job of ``tenant`` over ``dataset``, its model registered in moto and
+    approved (as SageMaker's state-change event would leave the record): what a newcomer
+    deploys first. The deploy handler's baseline job reads ``dataset``, which exists."""
+    job_id = _seed_job(
+        settings, s3, jobs, notifications, tenant, dataset, JobStatus.COMPLETED, hours_ago=6
+    )
+    job = jobs.get(tenant.tenant_id, job_id)
+    assert job is not None and job.model_artifact_key
+    dynamodb = session.resource("dynamodb", region_name=REGION, endpoint_url=endpoint_url)
+    sagemaker = _client(session, "sagemaker", endpoint_url)
+    models = ModelRepository(dynamodb.Table(settings.models_table))
+    registry = LocalRegistry(
+        sagemaker=sagemaker,
+        s3=s3,
+        artifacts_bucket=settings.artifacts_bucket,
+        models=models,
+        notifications=notifications,
+        clock=lambda: job.updated_at,
+    )
+    version = registry.register(
+        job,
+        training_job_name=job_id,
+        artifact_key=job.model_artifact_key,
+        image_uri=CATALOG[0].image_uri,
+        content_type=CATALOG[0].input_content_type,
+        metrics=job.final_metrics,
+        hyperparameters=job.hyperparameters,
+    )
+    assert version.model_package_arn
+    sagemaker.update_model_package(
+        ModelPackageArn=version.model_package_arn,
+        ModelApprovalStatus=ModelApprovalStatus.APPROVED.value,
+        ApprovalDescription="Seeded: the model a newcomer deploys first",
+    )
+    decision = ApprovalDecision(
+        status=ModelApprovalStatus.APPROVED,
+        by=f"seed@{tenant.tenant_id}.example",
+        at=job.updated_at,
+        comment="Seeded: the model a newcomer deploys first",
+    )
+    models.record_decision(tenant.tenant_id, job_id, decision)
+    models.apply_status_event(
+        tenant.tenant_id,
+        job_id,
+        ModelApprovalStatus.APPROVED,
+        job.updated_at + timedelta(seconds=1),
     )
     return job_id

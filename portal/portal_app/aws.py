@@ -1,9 +1,12 @@
 """AWS access: the instance role for platform data, assumed-role sessions for tenant data.
 
 The instance role reads the algorithm catalog and does the administrators' work (tenants table,
-Cognito, SNS subscriptions, catalog writes). Everything that touches a tenant's data goes through
-a session from ``sts:AssumeRole`` on the tenant role, tagged ``tenant=<id>``; that role's policies
-use ``${aws:PrincipalTag/tenant}``, so AWS itself confines the session to the tenant.
+Cognito, SNS subscriptions, catalog writes); for tenant pages it also creates and deletes the
+inference API's app clients and their ApiClients records (which no tenant session may write)
+and reads CloudWatch usage and alarms, always for the session's tenant only. Everything else
+that touches a tenant's data goes through a session from ``sts:AssumeRole`` on the tenant role,
+tagged ``tenant=<id>``; that role's policies use ``${aws:PrincipalTag/tenant}``, so AWS itself
+confines the session to the tenant.
 
 boto3 clients are thread-safe; Table resources are used here only for stateless item calls, which
 is safe in practice because they delegate to the (thread-safe) client. Sessions and resources are
@@ -30,6 +33,7 @@ from training_common import (
     TrialRepository,
     new_session,
 )
+from training_common.repositories import ApiClientRepository, DeploymentRepository
 
 from .settings import PortalSettings
 
@@ -62,6 +66,11 @@ class TenantAws:
     """The training jobs of the tenant's tuning jobs (``TRIALS_TABLE``)."""
     models: ModelRepository
     """The tenant's registered model versions (``MODELS_TABLE``)."""
+    deployments: DeploymentRepository
+    """The tenant's deployments (``DEPLOYMENTS_TABLE``): read, and the portal's PENDING write."""
+    api_clients: ApiClientRepository
+    """The tenant's API clients (``API_CLIENTS_TABLE``): Query and GetItem only; the writes go
+    through :attr:`AwsClients.api_client_records` (the instance role)."""
 
 
 class AwsClients:
@@ -90,8 +99,12 @@ class AwsClients:
         self.cognito = self._client(self.instance_session, "cognito-idp")
         self.sns = self._client(self.instance_session, "sns")
         self.instance_lambda = self._client(self.instance_session, "lambda")
+        self.cloudwatch = self._client(self.instance_session, "cloudwatch")
+        """Usage metrics and alarm states (always for the session's tenant: services/usage)."""
         dynamodb = self._resource(self.instance_session, "dynamodb")
         self.admin_tenants = TenantRepository(dynamodb.Table(settings.tenants_table))
+        self.api_client_records = ApiClientRepository(dynamodb.Table(settings.api_clients_table))
+        """The ApiClients table as the instance role: the only writer (services/clients)."""
         self.catalog = CatalogRepository(self.instance_s3, settings.catalog_bucket, 30.0)
 
     def _client(self, session: boto3.Session, service: str) -> Any:
@@ -155,6 +168,8 @@ class AwsClients:
             notifications=NotificationRepository(dynamodb.Table(self.settings.notifications_table)),
             trials=TrialRepository(dynamodb.Table(self.settings.trials_table)),
             models=ModelRepository(dynamodb.Table(self.settings.models_table)),
+            deployments=DeploymentRepository(dynamodb.Table(self.settings.deployments_table)),
+            api_clients=ApiClientRepository(dynamodb.Table(self.settings.api_clients_table)),
         )
 
     def lookup_groups(self, username: str) -> frozenset[str]:

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from training_common.pricing import PriceTable, parse_price_overrides
 
 ALB_ARN_PATTERN = (
     r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}"
@@ -58,6 +59,17 @@ class PortalSettings(BaseSettings):
     notifications_topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:")
     tenant_role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/")
     user_pool_id: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$")
+    deployments_table: str = Field(min_length=3, max_length=255)
+    """``DEPLOYMENTS_TABLE``: the tenants' deployments (tenant sessions read and write)."""
+    api_clients_table: str = Field(min_length=3, max_length=255)
+    """``API_CLIENTS_TABLE``: the inference API's clients (tenant sessions only Query; the
+    instance role writes and deletes, so no tenant can claim another tenant's client id)."""
+    deployment_requests_queue_url: str = Field(pattern=r"^https?://")
+    """``DEPLOYMENT_REQUESTS_QUEUE_URL``: where deploy and undeploy requests go."""
+    inference_api_url: str = Field(pattern=r"^https?://")
+    """``INFERENCE_API_URL``: the inference API's base URL, for the curl examples."""
+    oauth_token_url: str = Field(pattern=r"^https?://")
+    """``OAUTH_TOKEN_URL``: the user pool's OAuth 2.0 token endpoint (client credentials)."""
 
     admin_group: str = "admins"
     """``ADMIN_GROUP``: Cognito group whose members reach ``/admin``."""
@@ -81,6 +93,10 @@ class PortalSettings(BaseSettings):
     presigned_url_seconds: int = Field(default=900, ge=60, le=3600)
     """``PRESIGNED_URL_SECONDS``: lifetime of upload policies and download links."""
 
+    price_overrides: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    """``PRICE_OVERRIDES``: JSON object of instance type to USD per hour, replacing the price
+    table's entry of that type for the costs page (``serving.price_overrides``)."""
+
     port: int = Field(default=8080, ge=1, le=65535)
     """``PORT``: where ``python -m portal_app`` listens (the ALB target group's port)."""
 
@@ -102,6 +118,20 @@ class PortalSettings(BaseSettings):
             if not re.fullmatch(r"[a-z]+/[a-z0-9.+-]+", item):
                 raise ValueError(f"{item!r} is not a content type like text/csv")
         return value
+
+    @field_validator("price_overrides", mode="before")
+    @classmethod
+    def _parse_prices(cls, value: object) -> object:
+        if value is None or isinstance(value, str):
+            return parse_price_overrides(value)
+        if isinstance(value, dict):
+            return parse_price_overrides(value)
+        return value
+
+    @property
+    def price_table(self) -> PriceTable:
+        """The on-demand price table with this environment's overrides."""
+        return PriceTable(overrides=dict(self.price_overrides))
 
     @classmethod
     def from_environment(cls) -> PortalSettings:

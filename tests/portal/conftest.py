@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import boto3
 import portal_helpers  # noqa: F401 - puts portal/ on sys.path first
 import pytest
+from local.metrics import LocalMetrics
 from local.signin import EcSigner
 from local.stack import ALB_ARN, REGION, create_resources, seed
 from moto import mock_aws
@@ -35,9 +37,15 @@ def platform() -> Iterator[Platform]:
         seeded = seed(settings, session, tuning_job=False)
         signer = EcSigner(ALB_ARN, kid="alb-test-key")
         calls = AwsCalls()
-        aws = AwsClients(settings, session_hook=calls.hook)
+        metrics = LocalMetrics()
+
+        def hook(portal_session: boto3.Session) -> None:
+            calls.hook(portal_session)
+            metrics.session_hook(portal_session)
+
+        aws = AwsClients(settings, session_hook=hook)
         app = create_app(settings, key_fetcher=signer.key_fetcher, aws=aws)
-        yield Platform(settings, seeded, session, signer, calls, app)
+        yield Platform(settings, seeded, session, signer, calls, app, metrics)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "portal"))
 
+from local.metrics import LocalMetrics
 from local.signin import EcSigner
 from local.stack import REGION, Seeded
 from portal_app.settings import PortalSettings
@@ -139,6 +140,8 @@ class Platform:
     signer: EcSigner
     calls: AwsCalls
     app: Any
+    metrics: LocalMetrics = field(default_factory=LocalMetrics)
+    """CloudWatch data points for the usage view (moto has no percentile statistics)."""
 
     def token(self, user: str, **overrides: Any) -> str:
         return self.signer.sign({**USERS[user], **overrides})

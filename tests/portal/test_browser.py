@@ -3,7 +3,10 @@
 Sign in locally as acme's user, upload a dataset file through the presigned POST, submit a job,
 watch the simulator take it to COMPLETED, download the model. Then tune: a tuning job of 6
 training jobs, 2 in parallel, to COMPLETED, its best job and chart, the registered model
-approved with a comment and downloaded; globex sees none of it. Select with ``-m browser``.
+approved with a comment and downloaded; globex sees none of it. Serve: deploy acme's approved
+model, create an API client, call the model through the local inference API with a token from its
+token endpoint, see the usage and the drift alarm; globex's client gets 403 on acme's endpoint.
+Select with ``-m browser``.
 """
 
 from __future__ import annotations
@@ -238,5 +241,113 @@ def test_acme_tunes_approves_and_downloads_the_best_model_globex_sees_none(
                 assert best_name not in response.text()
             other.goto(url + "/jobs")
             expect(other.locator(f'a[href="/jobs/{job_id}"]')).to_have_count(0)
+        finally:
+            browser.close()
+
+
+def create_api_client(page: Any, url: str, name: str) -> tuple[str, str]:
+    """Create an API client on /clients; its id and the secret the page shows once."""
+    from playwright.sync_api import expect
+
+    page.goto(url + "/clients")
+    page.locator("#client-name").fill(name)
+    page.locator("#create-client").click()
+    expect(page.locator("#new-client")).to_be_visible()
+    client_id = page.locator("#client-id").inner_text().strip()
+    secret = page.locator("#client-secret").inner_text().strip()
+    assert client_id and secret
+    page.goto(url + "/clients")  # shown once: never again
+    assert secret not in page.content()
+    return client_id, secret
+
+
+def call_model(inference: Any, client: tuple[str, str], endpoint: str) -> Any:
+    """A token from the local token endpoint, then one CSV prediction request."""
+    import httpx
+    from training_common import INFERENCE_SCOPE
+
+    token = httpx.post(
+        inference.token_url,
+        data={"grant_type": "client_credentials", "scope": INFERENCE_SCOPE},
+        auth=client,
+        timeout=10,
+    )
+    assert token.status_code == 200, token.text
+    return httpx.post(
+        inference.invocations_url(endpoint),
+        content=b"5.1,3.5,1.4,0.2\n6.2,2.9,4.3,1.3\n",
+        headers={
+            "authorization": f"Bearer {token.json()['access_token']}",
+            "content-type": "text/csv",
+        },
+        timeout=10,
+    )
+
+
+def test_acme_deploys_and_calls_its_model_sees_usage_and_drift_globex_gets_403(
+    local_portal: object,
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url: str = local_portal.url  # type: ignore[attr-defined]
+    inference = local_portal.inference  # type: ignore[attr-defined]
+    seeded = local_portal.seeded  # type: ignore[attr-defined]
+    model = seeded.approved_models["acme"]
+    endpoint = "acme-greenhouse"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = signed_in_page(browser, url, "alice@acme.example", "acme")
+            page.goto(url + f"/models/{model}")
+            page.locator("#deploy-model").click()
+            page.locator("#deployment_id").fill("greenhouse")
+            expect(page.locator("#model_job_id")).to_have_value(model)
+            page.locator("#instance_type").select_option("ml.m5.large")
+            page.locator("#instance_count").fill("1")
+            page.locator("#submit-deployment").click()
+            deployment_url = url + "/deployments/greenhouse"
+            expect(page).to_have_url(re.compile(re.escape(deployment_url) + r"(\?.*)?$"))
+            expect(page.locator("#endpoint-name")).to_have_text(endpoint)
+            wait_for_text(page, deployment_url, "#deployment-status", "IN_SERVICE", 30)
+            expect(page.locator("#history")).to_contain_text("CREATING")
+            expect(page.locator("#serving-version")).to_contain_text(model)
+
+            acme_client = create_api_client(page, url, "greenhouse-sensors")
+            answer = call_model(inference, acme_client, endpoint)
+            assert answer.status_code == 200, answer.text
+            scores = [float(line) for line in answer.text.split()]
+            assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
+
+            # usage reaches CloudWatch (flushed each second) and the deployment page
+            deadline = time.monotonic() + 20
+            page.goto(deployment_url)
+            requests = page.locator('#usage td[data-usage="requests"]')
+            while requests.inner_text() in {"", "0"} and time.monotonic() < deadline:
+                time.sleep(1)
+                page.goto(deployment_url)
+            expect(requests).to_have_text("1")
+
+            # the first monitoring run finds drift: the alarm notifies acme
+            drift = page.locator('#notifications a[href="/deployments/greenhouse"]')
+            deadline = time.monotonic() + 40
+            page.goto(url + "/notifications")
+            while drift.count() == 0 and time.monotonic() < deadline:
+                time.sleep(1)
+                page.goto(url + "/notifications")
+            expect(drift.first).to_be_visible()
+            page.goto(deployment_url)
+            alarm = page.locator('#alarms tr[data-alarm$="-data-quality"] [data-state]')
+            expect(alarm).to_have_text("ALARM")
+
+            other = signed_in_page(browser, url, "gina@globex.example", "globex")
+            globex_client = create_api_client(other, url, "globex-backend")
+            denied = call_model(inference, globex_client, endpoint)
+            assert denied.status_code == 403, denied.text
+            assert denied.json()["error"]
+            other.goto(url + "/notifications")
+            expect(other.locator('#notifications a[href="/deployments/greenhouse"]')).to_have_count(
+                0
+            )
+            assert other.request.get(deployment_url, max_redirects=0).status == 404
         finally:
             browser.close()

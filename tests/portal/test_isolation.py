@@ -24,7 +24,8 @@ from portal_helpers import (
     put_model,
     put_tuning_job,
 )
-from training_common import JobStatus, encode_page_token
+from test_serving_pages import put_in_service
+from training_common import JobStatus, ModelApprovalStatus, encode_page_token
 
 JSON = {"accept": "application/json"}
 GLOBEX_DATASET = "tenants/globex/datasets/churn/"
@@ -252,6 +253,135 @@ def notification_read(c: PortalClient, p: Platform) -> None:
     assert after["read"] is False
 
 
+def _globex_deployment(p: Platform) -> str:
+    """globex's deployment IN_SERVICE on its approved model version."""
+    job_id = _globex_job(p)
+    put_model(p, "globex", job_id, status=ModelApprovalStatus.APPROVED)
+    put_in_service(p, "globex", "churn", job_id)
+    return "churn"
+
+
+def _globex_deployment_item(p: Platform) -> dict[str, Any]:
+    item: dict[str, Any] = p.table("Deployments").get_item(
+        Key={"tenant_id": "globex", "deployment_id": "churn"}
+    )["Item"]
+    return item
+
+
+def _queued_deployments(p: Platform) -> list[str]:
+    sqs = p.session.client("sqs", region_name=p.settings.aws_region)
+    response = sqs.receive_message(
+        QueueUrl=p.settings.deployment_requests_queue_url, MaxNumberOfMessages=10
+    )
+    return [m["Body"] for m in response.get("Messages", [])]
+
+
+def deployments_list(c: PortalClient, p: Platform) -> None:
+    _globex_deployment(p)
+    r = c.get("/deployments", headers=JSON)
+    assert r.status_code == 200 and r.json()["items"] == []
+    _no_globex(c.get("/deployments").text, p)
+    _refuses_globex_token(c, "/deployments", _globex_token(deployment_id="churn"))
+
+
+def deployment_form(c: PortalClient, p: Platform) -> None:
+    globex = _globex_deployment(p)
+    r = c.get(f"/deployments/new?model={_globex_job(p)}")
+    assert r.status_code == 200 and _globex_job(p) not in r.text and globex not in r.text
+
+
+def deploy(c: PortalClient, p: Platform) -> None:
+    _globex_deployment(p)
+    before = _globex_deployment_item(p)
+    form = {"deployment_id": "churn", "kind": "realtime", "instance_type": "ml.m5.large"}
+    form |= {"instance_count": "1", "tenant_id": "globex"}
+    # globex's model version, under acme: refused before anything is written or sent.
+    r = c.post_form("/deployments", {**form, "model_job_id": _globex_job(p)}, headers=JSON)
+    assert r.status_code == 400 and _queued_deployments(p) == []
+    # acme's own version under the same name: acme's deployment, globex's stays as it was.
+    own = p.seeded.approved_models["acme"]
+    r = c.post_form("/deployments", {**form, "model_job_id": own}, headers=JSON)
+    assert r.status_code == 202 and r.json()["tenant_id"] == "acme"
+    assert r.json()["endpoint_name"] == "acme-churn"
+    assert _globex_deployment_item(p) == before
+
+
+def deployment_page(c: PortalClient, p: Platform) -> None:
+    globex = _globex_deployment(p)
+    for headers in (JSON, {}):
+        r = c.get(f"/deployments/{globex}", headers=headers)
+        assert r.status_code == 404 and "globex" not in r.text.lower()
+
+
+def deployment_change(action: str) -> Callable[[PortalClient, Platform], None]:
+    """acme can neither redeploy nor undeploy globex's deployment: 404, nothing kept or sent."""
+
+    def case(c: PortalClient, p: Platform) -> None:
+        globex = _globex_deployment(p)
+        before = _globex_deployment_item(p)
+        r = c.post_form(
+            f"/deployments/{globex}/{action}", {"model_job_id": _globex_job(p)}, headers=JSON
+        )
+        assert r.status_code == 404
+        assert _globex_deployment_item(p) == before and _queued_deployments(p) == []
+
+    return case
+
+
+def _globex_client(p: Platform) -> str:
+    """globex's API client: a Cognito app client and its record (test side, not the portal)."""
+    cognito = p.session.client("cognito-idp", region_name=p.settings.aws_region)
+    client_id: str = cognito.create_user_pool_client(
+        UserPoolId=p.settings.user_pool_id, ClientName="globex-churn-backend", GenerateSecret=True
+    )["UserPoolClient"]["ClientId"]
+    p.table("ApiClients").put_item(
+        Item={
+            "tenant_id": "globex",
+            "client_id": client_id,
+            "name": "churn-backend",
+            "created_by": "gina@globex.example",
+            "created_at": "2024-01-01T00:00:00.000Z",
+        }
+    )
+    return client_id
+
+
+def clients_list(c: PortalClient, p: Platform) -> None:
+    globex = _globex_client(p)
+    r = c.get("/clients", headers=JSON)
+    assert r.status_code == 200 and r.json() == []
+    assert globex not in c.get("/clients").text
+
+
+def client_create(c: PortalClient, p: Platform) -> None:
+    r = c.post_form("/clients", {"name": "fleet", "tenant_id": "globex"}, headers=JSON)
+    assert r.status_code == 201 and r.json()["tenant_id"] == "acme"
+    globex_clients = p.table("ApiClients").query(
+        KeyConditionExpression="tenant_id = :t", ExpressionAttributeValues={":t": "globex"}
+    )["Items"]
+    assert globex_clients == []
+
+
+def client_delete(c: PortalClient, p: Platform) -> None:
+    globex = _globex_client(p)
+    r = c.post_form(f"/clients/{globex}/delete", {}, headers=JSON)
+    assert r.status_code == 404
+    cognito = p.session.client("cognito-idp", region_name=p.settings.aws_region)
+    cognito.describe_user_pool_client(UserPoolId=p.settings.user_pool_id, ClientId=globex)
+    assert p.table("ApiClients").get_item(Key={"tenant_id": "globex", "client_id": globex})["Item"]
+
+
+def costs(c: PortalClient, p: Platform) -> None:
+    _globex_deployment(p)
+    r = c.get("/costs", headers=JSON)
+    assert r.status_code == 200 and r.json()["deployments"] == []
+    assert {j["job_id"].split("-")[0] for j in r.json()["jobs"]} == {"acme"}
+    _no_globex(c.get("/costs").text, p)
+    _refuses_globex_token(
+        c, "/costs", _globex_token(job_id=_globex_job(p), created_at="2020-01-01T00:00:00.000Z")
+    )
+
+
 def admin_only(method: str, path: str, data: dict[str, str] | None = None) -> Callable[..., None]:
     """A tenant user (even acme's) is refused with 403 and nothing changes."""
 
@@ -288,6 +418,16 @@ CASES: dict[tuple[str, str], Callable[[PortalClient, Platform], None]] = {
     ("POST", "/models/{job_id}/reject"): model_decision("reject"),
     ("GET", "/notifications"): notifications,
     ("POST", "/notifications/read"): notification_read,
+    ("GET", "/deployments"): deployments_list,
+    ("GET", "/deployments/new"): deployment_form,
+    ("POST", "/deployments"): deploy,
+    ("GET", "/deployments/{deployment_id}"): deployment_page,
+    ("POST", "/deployments/{deployment_id}/redeploy"): deployment_change("redeploy"),
+    ("POST", "/deployments/{deployment_id}/undeploy"): deployment_change("undeploy"),
+    ("GET", "/clients"): clients_list,
+    ("POST", "/clients"): client_create,
+    ("POST", "/clients/{client_id}/delete"): client_delete,
+    ("GET", "/costs"): costs,
     ("GET", "/admin"): admin_only("GET", "/admin"),
     ("GET", "/admin/tenants"): admin_only("GET", "/admin/tenants"),
     ("POST", "/admin/tenants"): admin_only(
@@ -337,11 +477,36 @@ def _only_acme_credentials(platform: Platform, calls: list[tuple[str, str, str, 
         if key == platform.calls.instance_key:
             # The instance role reads the catalog, assumes the tenant role and nothing else
             # while serving a tenant user.
-            allowed = (service == "s3" and params.get("Bucket") == settings.catalog_bucket) or (
-                service == "sts" and operation == "AssumeRole"
+            allowed = (
+                (service == "s3" and params.get("Bucket") == settings.catalog_bucket)
+                or (service == "sts" and operation == "AssumeRole")
+                or _instance_serving_call(platform, service, operation, params)
             )
             assert allowed, f"instance role used for {service}:{operation} {params}"
         else:
             assert platform.calls.tenant_of_key(key) == "acme", (service, operation, params)
     for params in platform.calls.assume_params:
         assert params["Tags"] == [{"Key": "tenant", "Value": "acme"}]
+
+
+def _instance_serving_call(
+    platform: Platform, service: str, operation: str, params: dict[str, Any]
+) -> bool:
+    """The instance role's serving calls, each for acme only: API clients (Cognito app clients
+    named for acme, ApiClients items under acme), usage metrics with acme's dimension, alarms."""
+    settings = platform.settings
+    if service == "cognito-idp" and operation == "CreateUserPoolClient":
+        return str(params["ClientName"]).startswith("acme-")
+    if service == "cognito-idp" and operation in {"DeleteUserPoolClient"}:
+        return True  # only after the record was found under acme (services/clients.delete)
+    if service == "dynamodb" and params.get("TableName") == settings.api_clients_table:
+        if operation == "Query":  # ByClientId: is this new client id recorded anywhere?
+            return params.get("IndexName") == "ByClientId"
+        key = params.get("Item") or params.get("Key") or {}
+        return operation in {"PutItem", "DeleteItem"} and key.get("tenant_id") == "acme"
+    if service == "cloudwatch" and operation == "GetMetricData":
+        return all(
+            {"Name": "tenant", "Value": "acme"} in q["MetricStat"]["Metric"]["Dimensions"]
+            for q in params["MetricDataQueries"]
+        )
+    return service == "cloudwatch" and operation in {"DescribeAlarms", "ListTagsForResource"}

@@ -28,6 +28,12 @@ DEPLOYED_ENV = {
     "NOTIFICATIONS_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:notifications",
     "TENANT_ROLE_ARN": "arn:aws:iam::123456789012:role/portal-tenant-access",
     "USER_POOL_ID": "eu-west-1_AbCdEf123",
+    "DEPLOYMENTS_TABLE": "Deployments",
+    "API_CLIENTS_TABLE": "ApiClients",
+    "DEPLOYMENT_REQUESTS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/deploy",
+    "INFERENCE_API_URL": "https://api.example.com/prod",
+    "OAUTH_TOKEN_URL": "https://portal.auth.eu-west-1.amazoncognito.com/oauth2/token",
+    "PRICE_OVERRIDES": '{"ml.m5.large": 0.134}',
     # Whatever a deployment might try to set: none of it turns on a local sign-in.
     "LOCAL": "1",
     "LOCAL_SIGN_IN": "true",

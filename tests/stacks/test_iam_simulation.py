@@ -82,6 +82,17 @@ class Platform:
         self.launch_role = d.find("Training", "AWS::IAM::Role", "LaunchHandlerRole")
         self.events_role = d.find("Training", "AWS::IAM::Role", "JobEventsHandlerRole")
         self.execution_role = d.find("Training", "AWS::IAM::Role", "SageMakerExecutionRole")
+        # Serving (constructs/serving.py, constructs/inference_api.py).
+        self.deployments = d.find("Training", "AWS::DynamoDB::Table", "ServingDeployments")
+        self.api_clients = d.find("Training", "AWS::DynamoDB::Table", "ServingApiClients")
+        self.deployment_queue = d.find("Training", "AWS::SQS::Queue", "ServingDeploymentRequests9")
+        self.deploy_role = d.find("Training", "AWS::IAM::Role", "ServingDeployHandlerRole")
+        self.endpoint_role = d.find("Training", "AWS::IAM::Role", "ServingEndpointRole")
+        self.monitoring_role = d.find("Training", "AWS::IAM::Role", "ServingMonitoringRole")
+        self.invoke_role = d.find("Portal", "AWS::IAM::Role", "InferenceTenantInvokeRole")
+        self.inference_role = d.find("Portal", "AWS::IAM::Role", "InferenceHandlerRole")
+        self.user_pool = d.find("Portal", "AWS::Cognito::UserPool", "SignInUserPool")
+        self.alarm_prefix = synthesized.platform.training.serving.alarm_prefix
 
     def session(self, role: tuple[str, str], name: str) -> str:
         return f"arn:aws:sts::{self.account}:assumed-role/{self.deployed.name(*role)}/{name}"
@@ -104,6 +115,9 @@ class Platform:
 
     def sagemaker(self, resource: str) -> str:
         return f"arn:aws:sagemaker:{self.region}:{self.account}:{resource}"
+
+    def alarm(self, name: str) -> str:
+        return f"arn:aws:cloudwatch:{self.region}:{self.account}:alarm:{name}"
 
 
 def evaluate(cases: list[Case], platform: Platform) -> list[tuple[Case, str, Any]]:
@@ -295,6 +309,170 @@ def tenant_matrix(p: Platform, tenant_policies: list[dict[str, Any]]) -> list[Ca
     cases.append(Case(acme, "sqs:SendMessage", queue, ALLOWED))
     cases.append(Case(untagged, "sqs:SendMessage", queue, DENIED))
     cases.append(Case(acme, "sqs:ReceiveMessage", queue, DENIED))
+    cases += tenant_serving_cases(p, acme, untagged)
+    return cases
+
+
+def tenant_serving_cases(p: Platform, acme: Principal, untagged: Principal) -> list[Case]:
+    """Deployments: the tenant's own records (the portal submits, lists and pages them) and its
+    requests; API clients: only a listing of its own, never a write (the portal's instance role
+    records them) and never the client-id index (another tenant's clients)."""
+    d = p.deployed
+    deployments = d.arn(*p.deployments)
+    clients = d.arn(*p.api_clients)
+    cases: list[Case] = []
+
+    def item(principal: Principal, action: str, table: str, keys: list[str], expected: str) -> None:
+        cases.append(Case(principal, action, table, expected, {"dynamodb:LeadingKeys": keys}))
+
+    for action in ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"):
+        item(acme, action, deployments, ["acme"], ALLOWED)
+        item(acme, action, deployments, ["globex"], DENIED)
+        item(acme, action, deployments, ["acme2"], DENIED)
+        item(untagged, action, deployments, ["acme"], DENIED)
+    item(acme, "dynamodb:DeleteItem", deployments, ["acme"], DENIED)
+    item(acme, "dynamodb:Scan", deployments, [], DENIED)
+    item(acme, "dynamodb:Query", clients, ["acme"], ALLOWED)
+    item(acme, "dynamodb:Query", clients, ["globex"], DENIED)
+    item(untagged, "dynamodb:Query", clients, ["acme"], DENIED)
+    for action in ("dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:GetItem"):
+        item(acme, action, clients, ["acme"], DENIED)
+    item(acme, "dynamodb:Query", f"{clients}/index/ByClientId", ["acme"], DENIED)
+    queue = d.arn(*p.deployment_queue)
+    cases.append(Case(acme, "sqs:SendMessage", queue, ALLOWED))
+    cases.append(Case(untagged, "sqs:SendMessage", queue, DENIED))
+    # Endpoints are the deploy handler's to create and the inference API's to invoke.
+    for action in ("sagemaker:InvokeEndpoint", "sagemaker:DeleteEndpoint"):
+        cases.append(
+            Case(
+                acme,
+                action,
+                p.sagemaker("endpoint/acme-thermostat"),
+                DENIED,
+                {"aws:ResourceTag/tenant": "acme"},
+            )
+        )
+    return cases
+
+
+def invoke_matrix(p: Platform, policies: list[dict[str, Any]]) -> list[Case]:
+    """The tenant invoke role: a session tagged acme invokes acme's endpoints only (not
+    globex's, not acme2's, not an untagged one, nor one that exists for nobody); a session
+    without the tag nothing; only the inference function's role assumes it, with one
+    well-formed tenant tag."""
+    d = p.deployed
+
+    def session(label: str, tags: dict[str, str]) -> Principal:
+        return Principal(label, p.session(p.invoke_role, f"inference-{label}"), policies, tags)
+
+    acme = session("acme invoke", {"tenant": "acme"})
+    untagged = session("untagged invoke", {})
+    cases: list[Case] = []
+    for owner, expected in (("acme", ALLOWED), ("globex", DENIED), ("acme2", DENIED)):
+        cases.append(
+            Case(
+                acme,
+                "sagemaker:InvokeEndpoint",
+                p.sagemaker(f"endpoint/{owner}-thermostat"),
+                expected,
+                {"aws:ResourceTag/tenant": owner},
+            )
+        )
+    cases.append(Case(acme, "sagemaker:InvokeEndpoint", p.sagemaker("endpoint/nobody"), DENIED))
+    cases.append(
+        Case(
+            untagged,
+            "sagemaker:InvokeEndpoint",
+            p.sagemaker("endpoint/acme-thermostat"),
+            DENIED,
+            {"aws:ResourceTag/tenant": "acme"},
+        )
+    )
+    for action in ("sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint"):
+        cases.append(
+            Case(
+                acme,
+                action,
+                p.sagemaker("endpoint/acme-thermostat"),
+                DENIED,
+                {"aws:ResourceTag/tenant": "acme"},
+            )
+        )
+    cases.append(
+        Case(
+            acme,
+            "s3:GetObject",
+            p.object(p.data_bucket, "tenants/acme/datasets/readings.csv"),
+            DENIED,
+            resource_policy=d.resource_policy(*p.data_bucket),
+        )
+    )
+    # The trust policy: the inference function's role, one tenant tag shaped like a tenant id.
+    inference = Principal(
+        "inference function",
+        p.session(p.inference_role, "inference"),
+        d.role_policies(*p.inference_role),
+    )
+    instance = Principal(
+        "instance role",
+        p.session(p.instance_role, "i-0123456789abcdef0"),
+        d.role_policies(*p.instance_role),
+        {"training-platform-component": "portal"},
+    )
+    role = d.arn(*p.invoke_role)
+    trust = d.resource_policy(*p.invoke_role)
+    for tag, expected in (
+        ("acme", ALLOWED),
+        ("acme/x", DENIED),
+        ("ac", DENIED),
+        ("a" * 25, DENIED),
+    ):
+        for action in ("sts:AssumeRole", "sts:TagSession"):
+            cases.append(
+                Case(
+                    inference,
+                    action,
+                    role,
+                    expected,
+                    {"aws:RequestTag/tenant": tag, "aws:TagKeys": ["tenant"]},
+                    trust,
+                )
+            )
+    cases.append(Case(inference, "sts:AssumeRole", role, DENIED, {"aws:TagKeys": []}, trust))
+    cases.append(
+        Case(
+            inference,
+            "sts:TagSession",
+            role,
+            DENIED,
+            {"aws:RequestTag/tenant": "acme", "aws:TagKeys": ["tenant", "admin"]},
+            trust,
+        )
+    )
+    cases.append(
+        Case(
+            instance,
+            "sts:AssumeRole",
+            role,
+            DENIED,
+            {"aws:RequestTag/tenant": "acme", "aws:TagKeys": ["tenant"]},
+            trust,
+        )
+    )
+    # The function itself: the client-id index, and no endpoint or table item directly.
+    clients = d.arn(*p.api_clients)
+    cases += [
+        Case(inference, "dynamodb:Query", f"{clients}/index/ByClientId", ALLOWED),
+        Case(inference, "dynamodb:GetItem", clients, DENIED, {"dynamodb:LeadingKeys": ["acme"]}),
+        Case(inference, "dynamodb:PutItem", clients, DENIED, {"dynamodb:LeadingKeys": ["acme"]}),
+        Case(
+            inference,
+            "sagemaker:InvokeEndpoint",
+            p.sagemaker("endpoint/acme-thermostat"),
+            DENIED,
+            {"aws:ResourceTag/tenant": "acme"},
+        ),
+    ]
     return cases
 
 
@@ -625,6 +803,11 @@ def platform_matrix(p: Platform) -> list[Case]:
     cases += create_training_job_cases(p, launch)
     cases += create_tuning_job_cases(p, launch)
     cases += job_events_registry_cases(p, events)
+    deploy = Principal(
+        "deploy handler", p.session(p.deploy_role, "deploy"), d.role_policies(*p.deploy_role)
+    )
+    cases += deploy_cases(p, deploy)
+    cases += serving_role_cases(p, instance, events)
     # The handlers: what they do for acme's jobs.
     cases += [
         Case(
@@ -1165,6 +1348,440 @@ def test_the_handler_matrix_fails_when_a_guardrail_is_removed(
         else job_events_registry_cases(platform, principal)
     )
     decisions = evaluate(cases, platform)
+    flipped = [
+        case
+        for case, decision, _ in decisions
+        if case.expected == DENIED and decision == ALLOWED and case.action == action
+    ]
+    assert any(all(case.context.get(k) == v for k, v in context.items()) for case in flipped), (
+        table(decisions)
+    )
+
+
+# --- serving: the deploy handler, the SageMaker roles, the instance role's API clients ------------
+
+
+def deploy_request(deploy: Principal, sid: str) -> dict[str, Any]:
+    """The request context the deploy handler's creates carry: its tags, network isolation,
+    the endpoint subnets and group (one subnet), the data key, read from the statement ``sid``."""
+    [statement] = [
+        s
+        for document in deploy.policies
+        for s in document["policy"]["Statement"]
+        if s.get("Sid") == sid
+    ]
+    conditions = statement["Condition"]
+    context: dict[str, Any] = {
+        "aws:RequestTag/tenant": "acme",
+        "aws:RequestTag/deployment": "thermostat",
+        "aws:TagKeys": ["tenant", "deployment"],
+    }
+    vpc = conditions.get("ForAllValues:StringEquals", {})
+    if "sagemaker:VpcSubnets" in vpc:
+        context["sagemaker:VpcSubnets"] = vpc["sagemaker:VpcSubnets"][:1]
+        context["sagemaker:VpcSecurityGroupIds"] = vpc["sagemaker:VpcSecurityGroupIds"]
+    for key, value in conditions.get("Bool", {}).items():
+        context[key] = value
+    for key, value in conditions.get("ArnEquals", {}).items():
+        context[key] = value
+    return context
+
+
+OTHER_KEY = "arn:aws:kms:eu-west-1:111111111111:key/other"
+
+
+def deploy_cases(p: Platform, deploy: Principal) -> list[Case]:
+    """The deploy handler creates only network-isolated models in the endpoint subnets,
+    encrypted real-time or serverless configurations, isolated encrypted monitoring jobs, all
+    tagged tenant + deployment only; alarms only under the prefix; passes only its two roles."""
+    d = p.deployed
+    model = p.sagemaker("model/acme-m0123456789abcdef0123")
+    config = p.sagemaker("endpoint-config/acme-c0123456789abcdef0123")
+    endpoint = p.sagemaker("endpoint/acme-thermostat")
+    job = p.sagemaker("processing-job/acme-b0123456789abcdef0123")
+    create_model = deploy_request(deploy, "CreateIsolatedModelsOnly")
+    realtime = deploy_request(deploy, "CreateEncryptedRealtimeConfigs")
+    tags = {k: v for k, v in realtime.items() if k.startswith("aws:")}
+    serverless = {**tags, "sagemaker:ServerlessMemorySize": "2048"}
+    processing = deploy_request(deploy, "CreateIsolatedMonitoringJobsOnly")
+    alarm = p.alarm(f"{p.alarm_prefix}-acme-thermostat-model-latency")
+    cases = [
+        Case(deploy, "sagemaker:CreateModel", model, ALLOWED, create_model),
+        Case(
+            deploy,
+            "sagemaker:CreateModel",
+            model,
+            DENIED,
+            {**create_model, "sagemaker:NetworkIsolation": "false"},
+        ),
+        Case(
+            deploy,
+            "sagemaker:CreateModel",
+            model,
+            DENIED,
+            {**create_model, "sagemaker:VpcSubnets": ["subnet-other"]},
+        ),
+        Case(
+            deploy,
+            "sagemaker:CreateModel",
+            model,
+            DENIED,
+            {**create_model, "aws:TagKeys": ["tenant", "deployment", "owner"]},
+        ),
+        Case(
+            deploy,
+            "sagemaker:CreateModel",
+            model,
+            DENIED,
+            {k: v for k, v in create_model.items() if k != "aws:RequestTag/deployment"},
+        ),
+        Case(deploy, "sagemaker:CreateEndpointConfig", config, ALLOWED, realtime),
+        Case(
+            deploy,
+            "sagemaker:CreateEndpointConfig",
+            config,
+            DENIED,
+            {**realtime, "sagemaker:VolumeKmsKeyArn": OTHER_KEY},
+        ),
+        Case(
+            deploy,
+            "sagemaker:CreateEndpointConfig",
+            config,
+            DENIED,
+            {**tags, "sagemaker:InstanceTypes": ["ml.m5.large"]},
+        ),
+        Case(deploy, "sagemaker:CreateEndpointConfig", config, ALLOWED, serverless),
+        Case(
+            deploy,
+            "sagemaker:CreateEndpointConfig",
+            config,
+            DENIED,
+            {**serverless, "sagemaker:InstanceTypes": ["ml.m5.large"]},
+        ),
+        Case(deploy, "sagemaker:CreateEndpoint", endpoint, ALLOWED, tags),
+        Case(deploy, "sagemaker:CreateEndpoint", endpoint, DENIED, {"aws:TagKeys": []}),
+        Case(
+            deploy,
+            "sagemaker:UpdateEndpoint",
+            endpoint,
+            ALLOWED,
+            {"aws:ResourceTag/tenant": "acme"},
+        ),
+        Case(deploy, "sagemaker:UpdateEndpoint", p.sagemaker("endpoint/someone-elses"), DENIED),
+        Case(
+            deploy,
+            "sagemaker:DeleteEndpoint",
+            endpoint,
+            ALLOWED,
+            {"aws:ResourceTag/tenant": "acme"},
+        ),
+        Case(deploy, "sagemaker:DeleteEndpoint", p.sagemaker("endpoint/someone-elses"), DENIED),
+        Case(
+            deploy, "sagemaker:InvokeEndpoint", endpoint, DENIED, {"aws:ResourceTag/tenant": "acme"}
+        ),
+        Case(deploy, "sagemaker:CreateProcessingJob", job, ALLOWED, processing),
+        Case(
+            deploy,
+            "sagemaker:CreateProcessingJob",
+            job,
+            DENIED,
+            {**processing, "sagemaker:NetworkIsolation": "false"},
+        ),
+        Case(
+            deploy,
+            "sagemaker:CreateProcessingJob",
+            job,
+            DENIED,
+            {**processing, "sagemaker:OutputKmsKeyArn": OTHER_KEY},
+        ),
+        Case(
+            deploy,
+            "sagemaker:CreateProcessingJob",
+            job,
+            DENIED,
+            {k: v for k, v in processing.items() if not k.startswith("sagemaker:Vpc")},
+        ),
+        Case(
+            deploy, "sagemaker:CreateTrainingJob", p.training_job("acme-0001"), DENIED, processing
+        ),
+        Case(deploy, "cloudwatch:PutMetricAlarm", alarm, ALLOWED, tags),
+        Case(deploy, "cloudwatch:PutMetricAlarm", alarm, DENIED, {"aws:TagKeys": []}),
+        Case(
+            deploy, "cloudwatch:PutMetricAlarm", p.alarm("TrainingPlatform-ops-alarm"), DENIED, tags
+        ),
+        Case(deploy, "cloudwatch:DeleteAlarms", alarm, ALLOWED),
+        Case(deploy, "cloudwatch:DeleteAlarms", p.alarm("TrainingPlatform-ops-alarm"), DENIED),
+        Case(
+            deploy,
+            "iam:PassRole",
+            d.arn(*p.endpoint_role),
+            ALLOWED,
+            {"iam:PassedToService": "sagemaker.amazonaws.com"},
+        ),
+        Case(
+            deploy,
+            "iam:PassRole",
+            d.arn(*p.monitoring_role),
+            ALLOWED,
+            {"iam:PassedToService": "sagemaker.amazonaws.com"},
+        ),
+        Case(
+            deploy,
+            "iam:PassRole",
+            d.arn(*p.endpoint_role),
+            DENIED,
+            {"iam:PassedToService": "lambda.amazonaws.com"},
+        ),
+        Case(
+            deploy,
+            "iam:PassRole",
+            d.arn(*p.execution_role),
+            DENIED,
+            {"iam:PassedToService": "sagemaker.amazonaws.com"},
+        ),
+        Case(
+            deploy,
+            "dynamodb:UpdateItem",
+            d.arn(*p.deployments),
+            ALLOWED,
+            {"dynamodb:LeadingKeys": ["acme"]},
+        ),
+        Case(
+            deploy,
+            "dynamodb:GetItem",
+            d.arn(*p.models),
+            ALLOWED,
+            {"dynamodb:LeadingKeys": ["acme"]},
+        ),
+        Case(
+            deploy,
+            "dynamodb:PutItem",
+            d.arn(*p.tenants),
+            DENIED,
+            {"dynamodb:LeadingKeys": ["acme"]},
+        ),
+        Case(
+            deploy,
+            "dynamodb:PutItem",
+            d.arn(*p.api_clients),
+            DENIED,
+            {"dynamodb:LeadingKeys": ["acme"]},
+        ),
+        Case(
+            deploy,
+            "s3:GetObject",
+            p.object(p.data_bucket, "tenants/acme/datasets/readings.csv"),
+            DENIED,
+            resource_policy=d.resource_policy(*p.data_bucket),
+        ),
+    ]
+    return cases
+
+
+def serving_role_cases(p: Platform, instance: Principal, events: Principal) -> list[Case]:
+    """The SageMaker roles read and write only what serving needs; the instance role manages API
+    clients but reaches no deployment, endpoint or tenant data; job-events follows endpoints."""
+    d = p.deployed
+    endpoint = Principal(
+        "endpoint role", p.session(p.endpoint_role, "sm"), d.role_policies(*p.endpoint_role)
+    )
+    monitoring = Principal(
+        "monitoring role", p.session(p.monitoring_role, "sm"), d.role_policies(*p.monitoring_role)
+    )
+    data_policy = d.resource_policy(*p.data_bucket)
+    artifacts_policy = d.resource_policy(*p.artifacts_bucket)
+    artifact = p.object(p.artifacts_bucket, "tenants/acme/jobs/acme-0001/output/model.tar.gz")
+    capture = p.object(p.data_bucket, "tenants/acme/monitoring/acme-thermostat/capture/a.jsonl")
+    report = p.object(p.data_bucket, "tenants/acme/monitoring/acme-thermostat/reports/r.json")
+    dataset = p.object(p.data_bucket, "tenants/acme/datasets/readings.csv")
+    endpoint_arn = p.sagemaker("endpoint/acme-thermostat")
+    clients = d.arn(*p.api_clients)
+    return [
+        Case(endpoint, "s3:GetObject", artifact, ALLOWED, resource_policy=artifacts_policy),
+        Case(endpoint, "s3:PutObject", artifact, DENIED, resource_policy=artifacts_policy),
+        Case(endpoint, "s3:PutObject", capture, ALLOWED, resource_policy=data_policy),
+        Case(endpoint, "s3:PutObject", report, DENIED, resource_policy=data_policy),
+        Case(endpoint, "s3:GetObject", dataset, DENIED, resource_policy=data_policy),
+        Case(
+            endpoint,
+            "cloudwatch:DescribeAlarms",
+            p.alarm(f"{p.alarm_prefix}-acme-thermostat-invocation-5xx"),
+            ALLOWED,
+        ),
+        Case(endpoint, "sagemaker:InvokeEndpoint", endpoint_arn, DENIED),
+        Case(monitoring, "s3:GetObject", dataset, ALLOWED, resource_policy=data_policy),
+        Case(monitoring, "s3:GetObject", capture, ALLOWED, resource_policy=data_policy),
+        Case(monitoring, "s3:PutObject", report, ALLOWED, resource_policy=data_policy),
+        Case(monitoring, "s3:PutObject", dataset, DENIED, resource_policy=data_policy),
+        Case(monitoring, "s3:GetObject", artifact, DENIED, resource_policy=artifacts_policy),
+        Case(
+            monitoring,
+            "s3:ListBucket",
+            d.arn(*p.data_bucket),
+            ALLOWED,
+            {"s3:prefix": "tenants/acme/monitoring/"},
+            data_policy,
+        ),
+        Case(
+            instance,
+            "cognito-idp:CreateUserPoolClient",
+            d.arn(*p.user_pool),
+            ALLOWED,
+        ),
+        Case(instance, "cognito-idp:DeleteUserPoolClient", d.arn(*p.user_pool), ALLOWED),
+        Case(instance, "cognito-idp:DeleteUserPool", d.arn(*p.user_pool), DENIED),
+        Case(instance, "dynamodb:PutItem", clients, ALLOWED, {"dynamodb:LeadingKeys": ["acme"]}),
+        Case(instance, "dynamodb:Query", clients, DENIED, {"dynamodb:LeadingKeys": ["acme"]}),
+        Case(
+            instance,
+            "dynamodb:GetItem",
+            d.arn(*p.deployments),
+            DENIED,
+            {"dynamodb:LeadingKeys": ["acme"]},
+        ),
+        Case(instance, "sqs:SendMessage", d.arn(*p.deployment_queue), DENIED),
+        Case(
+            instance,
+            "sagemaker:InvokeEndpoint",
+            endpoint_arn,
+            DENIED,
+            {"aws:ResourceTag/tenant": "acme"},
+        ),
+        Case(instance, "cloudwatch:GetMetricData", "*", ALLOWED),
+        Case(events, "sagemaker:DescribeEndpoint", endpoint_arn, ALLOWED),
+        Case(events, "sagemaker:ListTags", endpoint_arn, ALLOWED),
+        Case(events, "sagemaker:CreateEndpoint", endpoint_arn, DENIED, {"aws:TagKeys": []}),
+        Case(events, "sqs:SendMessage", d.arn(*p.deployment_queue), ALLOWED),
+        Case(
+            events,
+            "cloudwatch:PutMetricData",
+            "*",
+            ALLOWED,
+            {"cloudwatch:namespace": "TrainingPlatform/Monitoring"},
+        ),
+        Case(
+            events,
+            "cloudwatch:PutMetricData",
+            "*",
+            DENIED,
+            {"cloudwatch:namespace": "AWS/SageMaker"},
+        ),
+        Case(
+            events,
+            "cloudwatch:ListTagsForResource",
+            p.alarm(f"{p.alarm_prefix}-acme-thermostat-data-quality"),
+            ALLOWED,
+        ),
+        Case(
+            events,
+            "dynamodb:UpdateItem",
+            d.arn(*p.deployments),
+            ALLOWED,
+            {"dynamodb:LeadingKeys": ["acme"]},
+        ),
+    ]
+
+
+def test_the_invoke_role_reaches_its_tenants_endpoints_only(platform: Platform) -> None:
+    policies = platform.deployed.role_policies(*platform.invoke_role)
+    decisions = evaluate(invoke_matrix(platform, policies), platform)
+    assert mismatches(decisions) == [], table(decisions)
+
+
+def test_the_invoke_matrix_fails_without_the_tenant_condition(platform: Platform) -> None:
+    policies = copy.deepcopy(platform.deployed.role_policies(*platform.invoke_role))
+    _without_resource_tag(policies)
+    flipped = mismatches(evaluate(invoke_matrix(platform, policies), platform))
+    globex = platform.sagemaker("endpoint/globex-thermostat")
+    expected = f"acme invoke | sagemaker:InvokeEndpoint | {globex} aws:ResourceTag/tenant=globex"
+    assert any(line.startswith(f"{expected}: expected Denied, got Allowed") for line in flipped), (
+        "\n".join(flipped)
+    )
+
+
+def test_the_tenant_serving_rows_fail_without_leading_keys(platform: Platform) -> None:
+    policies = copy.deepcopy(platform.deployed.role_policies(*platform.tenant_role))
+    _without_leading_keys(policies)
+    acme = Principal(
+        "acme", platform.session(platform.tenant_role, "portal-acme"), policies, {"tenant": "acme"}
+    )
+    untagged = Principal("untagged", platform.session(platform.tenant_role, "portal-x"), policies)
+    flipped = mismatches(evaluate(tenant_serving_cases(platform, acme, untagged), platform))
+    deployments = platform.deployed.arn(*platform.deployments)
+    expected = f"acme | dynamodb:PutItem | {deployments} dynamodb:LeadingKeys=['globex']"
+    assert any(line.startswith(f"{expected}: expected Denied, got Allowed") for line in flipped), (
+        "\n".join(flipped)
+    )
+
+
+def _without_sid_condition(sid: str, operator: str, key: str) -> Callable[[list[Any]], None]:
+    def mutate(policies: list[dict[str, Any]]) -> None:
+        [statement] = [s for s in _statements(policies) if s.get("Sid") == sid]
+        del statement["Condition"][operator][key]
+        if not statement["Condition"][operator]:
+            del statement["Condition"][operator]
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    ("mutation", "action", "context"),
+    [
+        (
+            _without_sid_condition(
+                "CreateIsolatedModelsOnly", "Bool", "sagemaker:NetworkIsolation"
+            ),
+            "sagemaker:CreateModel",
+            {"sagemaker:NetworkIsolation": "false"},
+        ),
+        (
+            _without_sid_condition(
+                "CreateEncryptedRealtimeConfigs", "ArnEquals", "sagemaker:VolumeKmsKeyArn"
+            ),
+            "sagemaker:CreateEndpointConfig",
+            {"sagemaker:VolumeKmsKeyArn": OTHER_KEY},
+        ),
+        (
+            _without_sid_condition(
+                "CreateIsolatedMonitoringJobsOnly", "ArnEquals", "sagemaker:OutputKmsKeyArn"
+            ),
+            "sagemaker:CreateProcessingJob",
+            {"sagemaker:OutputKmsKeyArn": OTHER_KEY},
+        ),
+        (
+            _without_sid_condition(
+                "CreateIsolatedModelsOnly", "ForAllValues:StringEquals", "aws:TagKeys"
+            ),
+            "sagemaker:CreateModel",
+            {"aws:TagKeys": ["tenant", "deployment", "owner"]},
+        ),
+        (
+            _without_sid_condition(
+                "UpdateAndDeletePlatformResources", "Null", "aws:ResourceTag/tenant"
+            ),
+            "sagemaker:UpdateEndpoint",
+            {},
+        ),
+    ],
+    ids=[
+        "a model without network isolation",
+        "a configuration with another volume key",
+        "a monitoring job with another output key",
+        "a model with a tag key beyond tenant and deployment",
+        "an update of an endpoint the platform did not create",
+    ],
+)
+def test_the_deploy_matrix_fails_when_a_guardrail_is_removed(
+    platform: Platform,
+    mutation: Callable[[list[dict[str, Any]]], None],
+    action: str,
+    context: dict[str, Any],
+) -> None:
+    d = platform.deployed
+    policies = copy.deepcopy(d.role_policies(*platform.deploy_role))
+    mutation(policies)
+    principal = Principal("deploy handler", platform.session(platform.deploy_role, "d"), policies)
+    decisions = evaluate(deploy_cases(platform, principal), platform)
     flipped = [
         case
         for case, decision, _ in decisions

@@ -224,7 +224,7 @@ def test_target_group_checks_health_on_the_portal_port(full: Synthesized) -> Non
 
 
 def test_web_acl_has_managed_rules_and_the_rate_limit(full: Synthesized) -> None:
-    acl = one(full, "AWS::WAFv2::WebACL")
+    acl = one(full, "AWS::WAFv2::WebACL", "WafWebAcl")
     assert acl["Scope"] == "REGIONAL"
     assert acl["DefaultAction"] == {"Allow": {}}
     managed = {
@@ -245,10 +245,10 @@ def test_web_acl_has_managed_rules_and_the_rate_limit(full: Synthesized) -> None
 
 
 def test_web_acl_protects_the_load_balancer_and_logs(full: Synthesized) -> None:
-    association = one(full, "AWS::WAFv2::WebACLAssociation")
+    association = one(full, "AWS::WAFv2::WebACLAssociation", "WafLoadBalancerAssociation")
     assert association["ResourceArn"] == {"Ref": "LoadBalancerBE9EEC3A"}
     assert association["WebACLArn"] == {"Fn::GetAtt": ["WafWebAclBE24253C", "Arn"]}
-    logging = one(full, "AWS::WAFv2::LoggingConfiguration")
+    logging = one(full, "AWS::WAFv2::LoggingConfiguration", "WafLogging")
     assert logging["ResourceArn"] == {"Fn::GetAtt": ["WafWebAclBE24253C", "Arn"]}
     assert flat(logging["LogDestinationConfigs"][0]) == (
         'arn:aws:logs:eu-west-1:111111111111:log-group:{"Ref": "WafLogs5C6BB543"}'
@@ -453,11 +453,13 @@ def test_tenant_sessions_may_queue_requests_and_nothing_more(full: Synthesized) 
         if k.startswith("TenantRequestsPolicy")
     ]
     assert "TenantAccessRole" in flat(policy["Roles"][0])
-    send, key = policy["PolicyDocument"]["Statement"]
-    assert send["Action"] == "sqs:SendMessage"
+    send, deploy, key = policy["PolicyDocument"]["Statement"]
+    assert send["Action"] == deploy["Action"] == "sqs:SendMessage"
     assert "TrainingRequests" in flat(send["Resource"]) and "DeadLetters" not in flat(
         send["Resource"]
     )
+    assert "DeploymentRequests" in flat(deploy["Resource"])
+    assert "DeadLetters" not in flat(deploy["Resource"])
     assert flat(key["Condition"]["StringEquals"]["kms:ViaService"]).startswith("sqs.")
 
 

@@ -36,6 +36,8 @@ def test_stateful_logical_ids_are_pinned(full: Synthesized) -> None:
         "JobsDF1CC2D4",
         "ModelsC55D3500",
         "Notifications87298708",
+        "ServingApiClients3D240373",
+        "ServingDeploymentsEFC1ECDC",
         "TenantsA9C48FD3",
         "Trials31C8D880",
     ]
@@ -43,6 +45,8 @@ def test_stateful_logical_ids_are_pinned(full: Synthesized) -> None:
     assert sorted(of_type(full, "AWS::SQS::Queue")) == [
         "JobEventsCA70BF1D",
         "JobEventsDeadLettersF634CC1A",
+        "ServingDeploymentRequests9B475FEC",
+        "ServingDeploymentRequestsDeadLetters61A778C3",
         "TrainingRequests0A76EDE1",
         "TrainingRequestsDeadLettersB241102B",
     ]
@@ -168,9 +172,12 @@ def test_state_changes_of_jobs_and_model_packages_reach_the_events_queue(
             "SageMaker Training Job State Change",
             "SageMaker HyperParameter Tuning Job State Change",
             "SageMaker Model Package State Change",
+            "SageMaker Endpoint State Change",
+            "SageMaker Processing Job State Change",
         ],
     }
-    assert len(of_type(full, "AWS::Events::Rule")) == 1
+    # The second rule: the platform's endpoint alarms (test_serving.py).
+    assert len(of_type(full, "AWS::Events::Rule")) == 2
     [target] = props["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": ["JobEventsCA70BF1D", "Arn"]}
     assert target["DeadLetterConfig"] == {
@@ -230,7 +237,7 @@ def test_each_handler_has_its_own_role(full: Synthesized) -> None:
         for f in of_type(full, "AWS::Lambda::Function").values()
         if f["Properties"].get("Handler", "").endswith(".app.handler")
     }
-    assert len(roles) == 2
+    assert len(roles) == 3  # launch, job-events, deploy
 
 
 def test_launch_role_can_create_only_isolated_encrypted_jobs(full: Synthesized) -> None:
@@ -325,10 +332,15 @@ def test_job_events_role_registers_versions_pending_approval_only(full: Synthesi
         "sagemaker:AddTags",
         "sagemaker:CreateModelPackage",
         "sagemaker:CreateModelPackageGroup",
+        "sagemaker:DescribeEndpoint",
+        "sagemaker:DescribeEndpointConfig",
         "sagemaker:DescribeHyperParameterTuningJob",
         "sagemaker:DescribeModelPackage",
         "sagemaker:DescribeModelPackageGroup",
+        "sagemaker:DescribeMonitoringSchedule",
+        "sagemaker:DescribeProcessingJob",
         "sagemaker:DescribeTrainingJob",
+        "sagemaker:ListTags",
     ]
 
 
@@ -344,6 +356,7 @@ def test_job_events_role_reads_metrics_and_writes_trials_models_and_metrics_docu
     )
     assert on_everything == [
         "cloudwatch:GetMetricData",
+        "cloudwatch:PutMetricData",  # TrainingPlatform/Monitoring only (test_serving.py)
         "xray:PutTelemetryRecords",
         "xray:PutTraceSegments",
     ]

@@ -21,6 +21,13 @@ ALGORITHMS = "algorithms/"
 # The model metrics document of a registered version, in its job's own prefix
 # (tenants/<tenant>/jobs/<job id>/, training_common.keys; lambda/job_events/registry.py).
 MODEL_METRICS_DOCUMENTS = f"{TENANTS}*/jobs/*/registry/model-metrics.json"
+# Serving (training_common.deployments): model artifacts under each job's output/, a tuning
+# job's best model one level deeper; each endpoint's data capture, baseline and monitoring
+# reports under tenants/<tenant>/monitoring/<endpoint>/; the training datasets a baseline reads.
+MODEL_ARTIFACTS = f"{TENANTS}*/jobs/*/output/*"
+CAPTURE_OBJECTS = f"{TENANTS}*/monitoring/*/capture/*"
+MONITORING_OBJECTS = f"{TENANTS}*/monitoring/*"
+DATASET_OBJECTS = f"{TENANTS}*/datasets/*"
 
 
 def _list_prefix(sid: str, bucket: s3.IBucket, prefix: str) -> iam.PolicyStatement:
@@ -44,7 +51,10 @@ class DataAccessPolicies(Construct):
     container from calling AWS). ``catalog_read``: reading the algorithm catalog.
     ``catalog_write``: adding and replacing catalog entries (the portal's admin area).
     ``model_metrics_write``: writing a registered model version's metrics document into its
-    job's prefix of the artifacts bucket (the job-events handler)."""
+    job's prefix of the artifacts bucket (the job-events handler). ``endpoints``: what SageMaker
+    endpoints read (model artifacts) and write (data capture). ``monitoring``: what the
+    data-quality baseline and Model Monitor jobs read (datasets, captured data) and write
+    (baselines and reports under the monitoring prefix)."""
 
     def __init__(
         self,
@@ -166,3 +176,71 @@ class DataAccessPolicies(Construct):
             "tenant and job ids, known only at run time. PutObject only, nothing is read or "
             "deleted.",
         )
+
+        self.endpoints = iam.ManagedPolicy(
+            self,
+            "Endpoints",
+            description="SageMaker endpoints: read model artifacts, write data capture",
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadModelArtifacts",
+                    actions=["s3:GetObject"],
+                    resources=[artifacts_bucket.arn_for_objects(MODEL_ARTIFACTS)],
+                ),
+                iam.PolicyStatement(
+                    sid="WriteDataCapture",
+                    actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                    resources=[data_bucket.arn_for_objects(CAPTURE_OBJECTS)],
+                ),
+                _key_through_s3(self, data_key, ["kms:Decrypt", "kms:GenerateDataKey"]),
+            ],
+        )
+        acknowledge(
+            self.endpoints,
+            f"AwsSolutions-IAM5[Resource::<ArtifactsBucket88671897.Arn>/{MODEL_ARTIFACTS}]",
+            "One execution role serves every tenant's models, created at run time: it reads "
+            "only model artifacts (tenants/<tenant>/jobs/<job>/output/), and the deploy handler "
+            "names each model's artifact from the tenant's own approved version.",
+        )
+        acknowledge(
+            self.endpoints,
+            f"AwsSolutions-IAM5[Resource::<TenantDataBucket7376A0FC.Arn>/{CAPTURE_OBJECTS}]",
+            "Data capture of every tenant's endpoints, only under "
+            "tenants/<tenant>/monitoring/<endpoint>/capture/: the deploy handler sets each "
+            "endpoint's capture destination from its own tenant and endpoint name. Write only.",
+        )
+
+        self.monitoring = iam.ManagedPolicy(
+            self,
+            "Monitoring",
+            description="Model Monitor: read datasets and captured data, write under monitoring/",
+            statements=[
+                _list_prefix("ListTenantData", data_bucket, TENANTS),
+                iam.PolicyStatement(
+                    sid="ReadDatasetsAndCapture",
+                    actions=["s3:GetObject"],
+                    resources=[
+                        data_bucket.arn_for_objects(DATASET_OBJECTS),
+                        data_bucket.arn_for_objects(MONITORING_OBJECTS),
+                    ],
+                ),
+                iam.PolicyStatement(
+                    sid="WriteBaselinesAndReports",
+                    actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                    resources=[data_bucket.arn_for_objects(MONITORING_OBJECTS)],
+                ),
+                _key_through_s3(self, data_key, ["kms:Decrypt", "kms:GenerateDataKey"]),
+            ],
+        )
+        for objects, what in (
+            (DATASET_OBJECTS, "reads the training dataset of the deployed model version"),
+            (MONITORING_OBJECTS, "reads captured data and writes baselines and reports"),
+        ):
+            acknowledge(
+                self.monitoring,
+                f"AwsSolutions-IAM5[Resource::<TenantDataBucket7376A0FC.Arn>/{objects}]",
+                f"One role serves every tenant's baseline and monitoring jobs: it {what}; the "
+                "deploy handler builds each job's input and output paths from the deployment's "
+                "own tenant (tenants/<tenant>/...), and network isolation keeps the container "
+                "from calling AWS itself.",
+            )

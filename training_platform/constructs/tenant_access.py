@@ -82,6 +82,14 @@ def tenant_trust_conditions() -> dict[str, dict[str, object]]:
     """Conditions on ``sts:AssumeRole`` and ``sts:TagSession`` into the tenant role."""
     return {
         "StringEquals": {f"aws:PrincipalTag/{COMPONENT_TAG_KEY}": PORTAL_COMPONENT},
+        **tenant_tag_conditions(),
+    }
+
+
+def tenant_tag_conditions() -> dict[str, dict[str, object]]:
+    """The session tag of a tenant-bound session: exactly one tag, ``tenant``, whose value is
+    shaped like a tenant id (see :data:`FORBIDDEN_TENANT_TAG_PATTERNS`)."""
+    return {
         "Null": {f"aws:RequestTag/{TENANT_TAG}": "false"},
         "ForAllValues:StringEquals": {"aws:TagKeys": [TENANT_TAG]},
         "StringLike": {f"aws:RequestTag/{TENANT_TAG}": "?" * TENANT_TAG_MIN_LENGTH + "*"},

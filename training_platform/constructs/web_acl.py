@@ -43,9 +43,16 @@ class RegionalWebAcl(Construct):
         logs_key: kms.IKey,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
+        name: str | None = None,
+        count_only: dict[str, tuple[str, ...]] | None = None,
     ) -> None:
+        """``name`` distinguishes a second web ACL of the stack (its log group
+        ``aws-waf-logs-<stack>-<name>``); ``count_only`` names rules of a managed group that only
+        count instead of blocking (e.g. the common rule set's 8 KB body limit, for an API whose
+        payloads are larger and limited by the API itself)."""
         super().__init__(scope, id)
         stack = Stack.of(self)
+        count_only = count_only or {}
         rules = [
             wafv2.CfnWebACL.RuleProperty(
                 name=f"AWS-{group}",
@@ -53,7 +60,16 @@ class RegionalWebAcl(Construct):
                 override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
                 statement=wafv2.CfnWebACL.StatementProperty(
                     managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
-                        vendor_name="AWS", name=group
+                        vendor_name="AWS",
+                        name=group,
+                        rule_action_overrides=[
+                            wafv2.CfnWebACL.RuleActionOverrideProperty(
+                                name=rule,
+                                action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={}),
+                            )
+                            for rule in count_only.get(group, ())
+                        ]
+                        or None,
                     )
                 ),
                 visibility_config=_visibility(group),
@@ -92,7 +108,7 @@ class RegionalWebAcl(Construct):
             key=logs_key,
             retention_days=log_retention_days,
             removal_policy=removal_policy,
-            log_group_name=f"aws-waf-logs-{stack.stack_name}",
+            log_group_name=f"aws-waf-logs-{stack.stack_name}" + (f"-{name}" if name else ""),
         )
         self.logging = wafv2.CfnLoggingConfiguration(
             self,
@@ -114,7 +130,7 @@ class RegionalWebAcl(Construct):
         )
 
     def associate(self, id: str, resource_arn: str) -> wafv2.CfnWebACLAssociation:
-        """Protect ``resource_arn`` (an ALB) with this web ACL."""
+        """Protect ``resource_arn`` (an ALB or an API Gateway stage) with this web ACL."""
         return wafv2.CfnWebACLAssociation(
             self, id, resource_arn=resource_arn, web_acl_arn=self.web_acl.attr_arn
         )

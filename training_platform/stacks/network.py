@@ -19,6 +19,7 @@ PRIVATE_SUBNETS = "Private"
 # that a stack in this app calls from inside the VPC (handlers, portal fleet, bastion).
 INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "SageMakerApi": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API,
+    "SageMakerRuntime": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_RUNTIME,
     "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
     "Sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
     "Sns": ec2.InterfaceVpcEndpointAwsService.SNS,

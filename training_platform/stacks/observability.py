@@ -10,6 +10,8 @@ from aws_cdk import aws_cloudtrail as cloudtrail
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -80,8 +82,9 @@ class ObservabilityStack(Stack):
         )
         self._portal(portal, settings)
         self._queues(training, settings)
-        self._handlers([training.launch, training.job_events])
+        self._handlers([training.launch, training.job_events, training.deploy])
         self._training_jobs(settings)
+        self._endpoints(training)
         self._budget(settings)
 
     # -- audit trail -------------------------------------------------------------------------
@@ -160,7 +163,11 @@ class ObservabilityStack(Stack):
             emails=settings.alarm_emails,
         )
         # CloudWatch alarms and AWS Budgets publish to the encrypted topic.
-        for service in ("cloudwatch.amazonaws.com", "budgets.amazonaws.com"):
+        for service in (
+            "cloudwatch.amazonaws.com",
+            "budgets.amazonaws.com",
+            "events.amazonaws.com",
+        ):
             self.key.add_to_resource_policy(
                 iam.PolicyStatement(
                     sid=f"Publish{service.split('.')[0].title()}",
@@ -294,6 +301,11 @@ class ObservabilityStack(Stack):
         pairs: list[tuple[str, sqs.IQueue, sqs.IQueue]] = [
             ("TrainingRequests", training.requests_queue, training.requests_dead_letter_queue),
             ("JobEvents", training.events_queue, training.events_dead_letter_queue),
+            (
+                "DeploymentRequests",
+                training.deployment_requests_queue,
+                training.deployment_requests_dead_letter_queue,
+            ),
         ]
         widgets: list[cloudwatch.IWidget] = [
             cloudwatch.TextWidget(markdown="## Queues", width=24, height=1)
@@ -460,6 +472,73 @@ class ObservabilityStack(Stack):
                     cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
                 ),
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+        )
+
+    # -- tenant endpoints --------------------------------------------------------------------
+
+    def _endpoints(self, training: TrainingStack) -> None:
+        """Tenants' endpoints in aggregate: their alarms reach the operators' topic through an
+        EventBridge rule (the deploy handler creates them at run time, with no alarm actions),
+        and the dashboard sums SageMaker's and the inference API's metrics over every endpoint
+        (SEARCH expressions: no endpoint is named in a template)."""
+        prefix = training.serving.alarm_prefix
+        self.endpoint_alarm_rule = events.Rule(
+            self,
+            "EndpointAlarms",
+            description="Tenants' endpoint alarms (5xx, latency, API errors, drift) to operators",
+            event_pattern=events.EventPattern(
+                source=["aws.cloudwatch"],
+                detail_type=["CloudWatch Alarm State Change"],
+                detail={"alarmName": [{"prefix": f"{prefix}-"}]},
+            ),
+            targets=[targets.SnsTopic(self.alarm_topic)],
+        )
+
+        def total(label: str, namespace: str, dimensions: str, metric: str) -> cloudwatch.IMetric:
+            search = f"SEARCH('{{{namespace},{dimensions}}} MetricName=\"{metric}\"', 'Sum', 300)"
+            return cloudwatch.MathExpression(
+                expression=f"SUM({search})", label=label, period=FIVE_MINUTES
+            )
+
+        sagemaker = ("AWS/SageMaker", "EndpointName,VariantName")
+        api = ("TrainingPlatform/Inference", "endpoint,tenant")
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(
+                markdown=(
+                    "## Tenant endpoints (all tenants)\n"
+                    f"Alarms: CloudWatch alarms named `{prefix}-*` (each endpoint's 5xx, "
+                    "latency, API errors and data-quality alarms)."
+                ),
+                width=24,
+                height=2,
+            ),
+            cloudwatch.GraphWidget(
+                title="Endpoint invocations and errors (SageMaker)",
+                left=[total("Invocations", *sagemaker, "Invocations")],
+                right=[
+                    total("4xx", *sagemaker, "Invocation4XXErrors"),
+                    total("5xx", *sagemaker, "Invocation5XXErrors"),
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Inference API requests and errors",
+                left=[total("Requests", *api, "Invocations")],
+                right=[
+                    total("Client errors", *api, "ClientErrors"),
+                    total("Server errors", *api, "ServerErrors"),
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Model Monitor runs with violations",
+                left=[
+                    total(
+                        "Violations", "TrainingPlatform/Monitoring", "endpoint,tenant", "Violations"
+                    )
+                ],
+                width=8,
             ),
         )
 

@@ -8,6 +8,8 @@ role (session tag ``tenant``). The instance role itself cannot read tenant data.
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_ec2 as ec2
@@ -18,8 +20,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.region_info import FactName, RegionInfo
 from constructs import Construct
 
-from training_platform.config import PortalSettings
+from training_platform.config import PortalSettings, ServingSettings
 from training_platform.constructs.handler import PlatformFunction, dependencies_layer
+from training_platform.constructs.inference_api import InferenceApi
 from training_platform.constructs.key_use import key_through_services
 from training_platform.constructs.logs import LogsKey
 from training_platform.constructs.nag import acknowledge, acknowledge_findings
@@ -44,7 +47,9 @@ class PortalStack(Stack):
     Attributes other stacks receive (an Observability stack's alarms and dashboard):
     ``load_balancer``, ``https_listener``, ``target_group``, ``auto_scaling_group``,
     ``web_acl`` (CfnWebACL) and ``waf_log_group``, ``user_pool``, ``user_pool_client``,
-    ``instance_role``, ``access_logs_bucket``, ``certificate``.
+    ``instance_role``, ``access_logs_bucket``, ``certificate``; ``inference`` (the inference
+    API, constructs/inference_api.py: here because it needs this stack's user pool and the
+    portal needs its URL).
     """
 
     def __init__(
@@ -58,6 +63,7 @@ class PortalStack(Stack):
         data_lake: DataLakeStack,
         training: TrainingStack,
         settings: PortalSettings,
+        serving: ServingSettings,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
         **kwargs: object,
@@ -75,6 +81,7 @@ class PortalStack(Stack):
         )
         self.user_pool = sign_in.user_pool
         self.user_pool_client = sign_in.alb_client
+        self.user_pool_domain = sign_in.domain
 
         self.certificate = (
             acm.Certificate.from_certificate_arn(self, "Certificate", settings.certificate_arn)
@@ -124,6 +131,7 @@ class PortalStack(Stack):
         self._log_access(self.access_logs_bucket, ACCESS_LOGS_PREFIX)
 
         logs_key = LogsKey(self, "LogsKey", removal_policy=removal_policy).key
+        layer = dependencies_layer(self, "Dependencies")
         # The ALB signs identity headers with keys published only on a public endpoint; this
         # function fetches them for the fleet, so the instances need no route to the internet.
         self.alb_key_relay = PlatformFunction(
@@ -131,7 +139,7 @@ class PortalStack(Stack):
             "AlbKeyRelay",
             name="alb_keys",
             description="Fetches ALB signing public keys for the portal (no internet on the fleet)",
-            layer=dependencies_layer(self, "Dependencies"),
+            layer=layer,
             vpc=None,
             subnets=None,
             logs_key=logs_key,
@@ -155,6 +163,27 @@ class PortalStack(Stack):
             ["Resource::*"],
             "The only '*' is X-Ray's PutTraceSegments and PutTelemetryRecords (active tracing), "
             "which have no resource-level permissions.",
+        )
+
+        self.inference = InferenceApi(
+            self,
+            "Inference",
+            user_pool=self.user_pool,
+            api_clients_table=training.api_clients_table,
+            table_key=training.key,
+            vpc=vpc,
+            subnets=private_subnets,
+            layer=layer,
+            settings=serving,
+            logs_key=logs_key,
+            log_retention_days=log_retention_days,
+            removal_policy=removal_policy,
+        )
+        prices = (
+            # Single quotes: systemd's EnvironmentFile would strip the JSON's double quotes.
+            {"PRICE_OVERRIDES": f"'{json.dumps(serving.price_overrides, separators=(',', ':'))}'"}
+            if serving.price_overrides
+            else {}
         )
 
         # The fleet, with the environment portal_app/settings.py reads.
@@ -185,6 +214,12 @@ class PortalStack(Stack):
                 "ADMIN_GROUP": ADMIN_GROUP,
                 "PORT": str(PORT),
                 "ALB_KEY_RELAY_FUNCTION": self.alb_key_relay.function.function_name,
+                "DEPLOYMENTS_TABLE": training.deployments_table.table_name,
+                "API_CLIENTS_TABLE": training.api_clients_table.table_name,
+                "DEPLOYMENT_REQUESTS_QUEUE_URL": training.deployment_requests_queue.queue_url,
+                "INFERENCE_API_URL": self.inference.url,
+                "OAUTH_TOKEN_URL": f"{sign_in.domain.base_url()}/oauth2/token",
+                **prices,
             },
         )
         self.auto_scaling_group = self.fleet.auto_scaling_group
@@ -382,11 +417,43 @@ class PortalStack(Stack):
                 ],
                 resources=[self.user_pool.user_pool_arn],
             ),
+            # API clients: the portal creates a tenant's app clients (client credentials, scope
+            # inference/invoke) and records whose they are; a tenant session could otherwise
+            # claim another tenant's client id. Usage: GetMetricData of the session's tenant's
+            # dimension only (services/usage.py), which has no resource-level form.
+            iam.PolicyStatement(
+                sid="AdministerApiClients",
+                actions=[
+                    "cognito-idp:CreateUserPoolClient",
+                    "cognito-idp:DeleteUserPoolClient",
+                    "cognito-idp:DescribeUserPoolClient",
+                ],
+                resources=[self.user_pool.user_pool_arn],
+            ),
+            iam.PolicyStatement(
+                sid="RecordApiClients",
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
+                resources=[training.api_clients_table.table_arn],
+            ),
+            iam.PolicyStatement(
+                sid="ReadEndpointUsage",
+                actions=["cloudwatch:GetMetricData"],
+                resources=["*"],
+            ),
             iam.PolicyStatement(
                 sid="SubscribeTenantsToNotifications",
                 actions=["sns:Subscribe"],
                 resources=[training.notifications_topic.topic_arn],
             ),
+        )
+
+        acknowledge_findings(
+            policy,
+            "AwsSolutions-IAM5",
+            ["Resource::*"],
+            "'*' is cloudwatch:GetMetricData for the usage page, which has no resource-level "
+            "form; the portal queries only the session's tenant's dimension of the inference "
+            "metrics and of that tenant's endpoints.",
         )
 
     def _grant_tenant_sessions(self, data_lake: DataLakeStack, training: TrainingStack) -> None:
@@ -396,13 +463,21 @@ class PortalStack(Stack):
         iam.ManagedPolicy(
             self,
             "TenantRequestsPolicy",
-            description="Tenant sessions queue training requests (the launch handler checks them)",
+            description=(
+                "Tenant sessions queue training and deployment requests (the handlers check them)"
+            ),
             roles=[data_lake.tenant_role],
             statements=[
                 iam.PolicyStatement(
                     sid="QueueTrainingRequests",
                     actions=["sqs:SendMessage"],
                     resources=[training.requests_queue.queue_arn],
+                ),
+                # Deploy and undeploy (services/deployments.py); the deploy handler checks them.
+                iam.PolicyStatement(
+                    sid="QueueDeploymentRequests",
+                    actions=["sqs:SendMessage"],
+                    resources=[training.deployment_requests_queue.queue_arn],
                 ),
                 key_through_services(
                     self,

@@ -26,12 +26,17 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from training_platform.config import TrainingSettings
+from training_platform.config import ServingSettings, TrainingSettings
 from training_platform.constructs.handler import PlatformFunction, dependencies_layer
 from training_platform.constructs.key_use import key_through_services
 from training_platform.constructs.logs import LogsKey
 from training_platform.constructs.nag import acknowledge, acknowledge_findings
-from training_platform.constructs.tenant_access import TenantTableGrant, tenant_table_policy
+from training_platform.constructs.serving import SERVING_STATE_CHANGES, Serving
+from training_platform.constructs.tenant_access import (
+    TenantTableGrant,
+    tenant_table_policy,
+    tenant_table_statements,
+)
 from training_platform.stacks.data_lake import DataLakeStack
 
 LAUNCH_TIMEOUT = Duration.seconds(60)
@@ -76,7 +81,9 @@ class TrainingStack(Stack):
     ``*_dead_letter_queue``; ``tenants_table``, ``jobs_table``, ``notifications_table``,
     ``trials_table``, ``models_table``;
     ``notifications_topic``; ``sagemaker_role``; ``algorithms_repository``; ``launch`` and
-    ``job_events`` (PlatformFunction); ``key``.
+    ``job_events`` (PlatformFunction); ``key``; ``serving`` (the deployments: its queue pair,
+    the ``deployments_table`` and ``api_clients_table``, the deploy handler and the SageMaker
+    roles of endpoints and monitoring, see ``constructs/serving.py``).
     """
 
     def __init__(
@@ -89,6 +96,8 @@ class TrainingStack(Stack):
         training_security_group: ec2.ISecurityGroup,
         data_lake: DataLakeStack,
         settings: TrainingSettings,
+        serving: ServingSettings,
+        alarm_prefix: str,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
         **kwargs: object,
@@ -156,7 +165,7 @@ class TrainingStack(Stack):
         self.models_table = self._table(
             "Models", sort_key="job_id", production=production, removal_policy=removal_policy
         )
-        tables = (
+        tables: tuple[dynamodb.Table, ...] = (
             self.tenants_table,
             self.jobs_table,
             self.notifications_table,
@@ -164,14 +173,6 @@ class TrainingStack(Stack):
             self.models_table,
         )
 
-        # The tables join the DataLake's daily backup plan; the selection lives here, with them.
-        backup.BackupSelection(
-            self,
-            "TablesBackup",
-            backup_plan=data_lake.backup_plan,
-            role=data_lake.backup_role,
-            resources=[backup.BackupResource.from_dynamo_db_table(table) for table in tables],
-        )
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="AwsBackupOfTheTables",
@@ -292,6 +293,56 @@ class TrainingStack(Stack):
 
         self.sagemaker_role = self._sagemaker_role(data_lake, vpc=vpc)
 
+        # Deployments: endpoints of approved model versions, created at run time.
+        self.serving = Serving(
+            self,
+            "Serving",
+            vpc=vpc,
+            key=self.key,
+            endpoint_data=data_lake.access_policies.endpoints,
+            monitoring_data=data_lake.access_policies.monitoring,
+            data_key=data_lake.data_key,
+            algorithms_repository=self.algorithms_repository,
+            alarm_prefix=alarm_prefix,
+            max_receive_count=settings.max_receive_count,
+            removal_policy=removal_policy,
+        )
+        self.deployments_table = self.serving.deployments_table
+        self.api_clients_table = self.serving.api_clients_table
+        self.deployment_requests_queue = self.serving.requests_queue
+        self.deployment_requests_dead_letter_queue = self.serving.requests_dead_letter_queue
+        tables = (*tables, self.deployments_table, self.api_clients_table)
+        # The portal reads and writes the tenant's deployment records (submit, list, page) and
+        # lists its API clients; the clients are written only by the portal's own role.
+        tenant_tables.add_statements(
+            *tenant_table_statements(
+                [
+                    TenantTableGrant(
+                        "OwnDeployments",
+                        self.deployments_table,
+                        (
+                            "dynamodb:GetItem",
+                            "dynamodb:Query",
+                            "dynamodb:PutItem",
+                            "dynamodb:UpdateItem",
+                        ),
+                    ),
+                    TenantTableGrant(
+                        "ListOwnApiClients", self.api_clients_table, ("dynamodb:Query",)
+                    ),
+                ]
+            )
+        )
+
+        # The tables join the DataLake's daily backup plan; the selection lives here, with them.
+        backup.BackupSelection(
+            self,
+            "TablesBackup",
+            backup_plan=data_lake.backup_plan,
+            role=data_lake.backup_role,
+            resources=[backup.BackupResource.from_dynamo_db_table(table) for table in tables],
+        )
+
         # EventBridge: SageMaker's training job, tuning job and model package state changes ->
         # job-events queue. One rule: the three share the target, its retries and dead letters.
         self.key.grant_encrypt_decrypt(iam.ServicePrincipal("events.amazonaws.com"))
@@ -299,12 +350,12 @@ class TrainingStack(Stack):
             self,
             "SageMakerStateChanges",
             description=(
-                "SageMaker training job, tuning job and model package state changes, to the "
-                "job-events queue"
+                "SageMaker training job, tuning job, model package, endpoint and processing job "
+                "state changes, to the job-events queue"
             ),
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"],
-                detail_type=list(SAGEMAKER_STATE_CHANGES),
+                detail_type=[*SAGEMAKER_STATE_CHANGES, *SERVING_STATE_CHANGES],
             ),
             targets=[
                 targets.SqsQueue(
@@ -377,6 +428,23 @@ class TrainingStack(Stack):
         )
         self._grant_launch(data_lake, subnet_ids=subnet_ids, security_group=training_security_group)
         self._grant_job_events(data_lake)
+        self.serving.grant_job_events(self.job_events)
+        self.serving.add_alarm_rule(
+            target=self.events_queue, dead_letter_queue=self.events_dead_letter_queue
+        )
+        self.deploy = self.serving.add_deploy_handler(
+            layer=layer,
+            subnets=private_subnets,
+            subnet_ids=subnet_ids,
+            logs_key=logs_key,
+            log_retention_days=log_retention_days,
+            removal_policy=removal_policy,
+            tenants_table=self.tenants_table,
+            models_table=self.models_table,
+            data_bucket=data_lake.data_bucket,
+            settings=serving,
+            max_receive_count=settings.max_receive_count,
+        )
 
         for function, queue in (
             (self.launch, self.requests_queue),
@@ -398,6 +466,10 @@ class TrainingStack(Stack):
             "JobsTableName": self.jobs_table.table_name,
             "TrialsTableName": self.trials_table.table_name,
             "ModelsTableName": self.models_table.table_name,
+            "DeploymentRequestsQueueUrl": self.deployment_requests_queue.queue_url,
+            "DeploymentRequestsDlqArn": self.deployment_requests_dead_letter_queue.queue_arn,
+            "DeploymentsTableName": self.deployments_table.table_name,
+            "ApiClientsTableName": self.api_clients_table.table_name,
             "AlgorithmsRepositoryUri": self.algorithms_repository.repository_uri,
         }.items():
             CfnOutput(self, name, value=value)

@@ -329,3 +329,202 @@ def jobs_kit(platform: Any, make: Any) -> SimpleNamespace:
         models=ModelRepository.from_table_name("models", platform.session),
         tags=lambda job: {"tenant": "acme", "job": job.job_id},
     )
+
+
+# Deployments: endpoint, processing job and alarm events -----------------------------------
+
+ALARM_PREFIX = "tp-test"
+
+
+def _event(
+    detail_type: str, source: str, resource: str, detail: dict[str, Any], at: str, key: str
+) -> QueueMessage:
+    event = {
+        "version": "0",
+        "id": f"evt-{key}",
+        "detail-type": detail_type,
+        "source": source,
+        "account": ACCOUNT,
+        "time": at,
+        "region": REGION,
+        "resources": [resource],
+        "detail": detail,
+    }
+    return QueueMessage(message_id=f"m-{key}", body=json.dumps(event), receipt_handle="rh")
+
+
+def endpoint_event(
+    endpoint: str,
+    status: str,
+    at_ms: int,
+    *,
+    config: str | None,
+    tags: dict[str, str] | None = None,
+    **detail: Any,
+) -> QueueMessage:
+    """A "SageMaker Endpoint State Change" event (the ``DescribeEndpoint`` shape)."""
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{endpoint}"
+    body: dict[str, Any] = {
+        "EndpointName": endpoint,
+        "EndpointArn": arn,
+        "EndpointStatus": status,
+        "CreationTime": T0 - 600_000,
+        "LastModifiedTime": at_ms,
+    }
+    if config is not None:
+        body["EndpointConfigName"] = config
+    if tags is not None:
+        body["Tags"] = tags
+    body.update(detail)
+    return _event(
+        "SageMaker Endpoint State Change",
+        "aws.sagemaker",
+        arn,
+        body,
+        "2023-11-14T22:13:20Z",
+        f"{endpoint}-{status}-{at_ms}",
+    )
+
+
+def processing_event(
+    name: str, status: str, at_ms: int, *, schedule_arn: str | None = None, **detail: Any
+) -> QueueMessage:
+    """A "SageMaker Processing Job State Change" event (``DescribeProcessingJob`` shape)."""
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:processing-job/{name}"
+    body: dict[str, Any] = {
+        "ProcessingJobName": name,
+        "ProcessingJobArn": arn,
+        "ProcessingJobStatus": status,
+        "CreationTime": T0 - 600_000,
+        "LastModifiedTime": at_ms,
+        "ProcessingEndTime": at_ms,
+    }
+    if schedule_arn is not None:
+        body["MonitoringScheduleArn"] = schedule_arn
+    body.update(detail)
+    return _event(
+        "SageMaker Processing Job State Change",
+        "aws.sagemaker",
+        arn,
+        body,
+        "2023-11-14T22:13:20Z",
+        f"{name}-{status}-{at_ms}",
+    )
+
+
+def alarm_event(
+    alarm_name: str, state: str, *, reason: str = "Threshold Crossed", previous: str = "OK"
+) -> QueueMessage:
+    """A "CloudWatch Alarm State Change" event of source aws.cloudwatch."""
+    arn = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{alarm_name}"
+    body = {
+        "alarmName": alarm_name,
+        "state": {"value": state, "reason": reason, "timestamp": "2023-11-14T22:13:20.000+0000"},
+        "previousState": {"value": previous, "reason": "earlier"},
+        "configuration": {"metrics": []},
+    }
+    return _event(
+        "CloudWatch Alarm State Change",
+        "aws.cloudwatch",
+        arn,
+        body,
+        "2023-11-14T22:13:20Z",
+        f"{alarm_name}-{state}",
+    )
+
+
+@pytest.fixture
+def deploy_kit(platform: Any, jobs_kit: Any) -> SimpleNamespace:
+    """The deployments table and request queue, and records in the states the deploy handler
+    leaves them in (written through the repository, as the portal and the handler do)."""
+    from datetime import UTC, datetime
+
+    from training_common.deployments import (
+        DeploymentRequest,
+        DeploymentStatus,
+        new_request_id,
+        resource_name,
+    )
+    from training_common.repositories import DeploymentRepository, create_tables
+
+    create_tables(platform.session.client("dynamodb"), deployments="deployments")
+    queue = platform.sqs.create_queue(QueueName="deployment-requests")["QueueUrl"]
+    env = {
+        **platform.env,
+        "DEPLOYMENTS_TABLE": "deployments",
+        "DEPLOYMENT_REQUESTS_QUEUE_URL": queue,
+        "ALARM_PREFIX": ALARM_PREFIX,
+    }
+    deployments = DeploymentRepository.from_table_name("deployments", platform.session)
+
+    def service(**overrides: str) -> JobEventsService:
+        values = {**env, **overrides}
+        values = {k: v for k, v in values.items() if v}
+        return JobEventsService.from_settings(JobEventsSettings.from_env(values), platform.session)
+
+    def submit(action: str, tenant: str, deployment_id: str, **fields: Any) -> str:
+        request = DeploymentRequest.model_validate(
+            {
+                "action": action,
+                "tenant_id": tenant,
+                "deployment_id": deployment_id,
+                "request_id": new_request_id(),
+                "submitted_by": "alice@example.com",
+                "submitted_at": datetime.now(UTC),
+                **fields,
+            }
+        )
+        assert deployments.submit(request) is not None
+        return request.request_id
+
+    def started(
+        job_id: str = "acme-job-1",
+        version: int = 1,
+        *,
+        tenant: str = "acme",
+        deployment_id: str = "thermostat",
+    ) -> Any:
+        """A deploy request submitted and started: CREATING (or UPDATING when a version
+        serves) with the configuration and baseline names the deploy handler writes."""
+        request_id = submit(
+            "deploy",
+            tenant,
+            deployment_id,
+            model_job_id=job_id,
+            kind="realtime",
+            realtime={"instance_type": "ml.m5.large", "instance_count": 1},
+        )
+
+        def change(current: Any) -> Any:
+            status = (
+                DeploymentStatus.UPDATING
+                if current.serving_model_job_id
+                else DeploymentStatus.CREATING
+            )
+            return current.model_copy(
+                update={
+                    "status": status,
+                    "model_version": version,
+                    "model_name": resource_name("m", tenant, deployment_id, request_id),
+                    "endpoint_config_name": resource_name("c", tenant, deployment_id, request_id),
+                    "baseline_job_name": current.baseline_job_name
+                    or resource_name("b", tenant, deployment_id, request_id),
+                }
+            )
+
+        return deployments.update(tenant, deployment_id, change)
+
+    return SimpleNamespace(
+        env=env,
+        queue=queue,
+        service=service,
+        submit=submit,
+        started=started,
+        deployments=deployments,
+        endpoint_event=endpoint_event,
+        processing_event=processing_event,
+        alarm_event=alarm_event,
+        alarm_prefix=ALARM_PREFIX,
+        cloudwatch=platform.session.client("cloudwatch"),
+        requests=lambda: platform.receive_all(queue),
+    )

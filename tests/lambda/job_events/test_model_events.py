@@ -165,7 +165,7 @@ def test_an_unknown_approval_status_goes_to_the_dead_letter_queue(
             {"detail-type": "SageMaker Model Package State Change", "detail": {}},
             "unreadable state-change event: ",
         ),
-        ({"detail-type": "SageMaker Endpoint State Change"}, "unexpected detail-type"),
+        ({"detail-type": "SageMaker Transform Job State Change"}, "unexpected detail-type"),
     ],
 )
 def test_unreadable_or_unexpected_events_are_dead_lettered_with_the_reason(

@@ -1,0 +1,1 @@
+"""The deploy handler: deployment requests from SQS to SageMaker endpoints and monitoring."""
