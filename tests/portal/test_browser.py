@@ -328,8 +328,12 @@ def test_acme_deploys_and_calls_its_model_sees_usage_and_drift_globex_gets_403(
             expect(requests).to_have_text("1")
 
             # the first monitoring run finds drift: the alarm notifies acme
-            drift = page.locator('#notifications a[href="/deployments/greenhouse"]')
-            deadline = time.monotonic() + 40
+            # (the deployment's own notifications link there too: wait for the alarm's)
+            drift = page.locator(
+                '#notifications tr[data-notification$="#deployment-alarm-data-quality"] '
+                'a[href="/deployments/greenhouse"]'
+            )
+            deadline = time.monotonic() + 60
             page.goto(url + "/notifications")
             while drift.count() == 0 and time.monotonic() < deadline:
                 time.sleep(1)
