@@ -135,6 +135,24 @@ class JobKind(StrEnum):
     TUNING = "tuning"
 
 
+class DatasetType(StrEnum):
+    """How the training channel names its data (SageMaker's ``S3DataType``)."""
+
+    S3_PREFIX = "S3Prefix"
+    """``dataset_key`` is a prefix: every object below it."""
+    MANIFEST_FILE = "ManifestFile"
+    """``dataset_key`` is a manifest listing the objects (a retraining run's selection)."""
+
+
+class RetrainingLink(BaseModel):
+    """On a retraining run's request and job: the policy and run it belongs to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy_id: str = Field(min_length=1, max_length=32)
+    run_id: str = Field(min_length=1, max_length=64)
+
+
 class TrainingRequest(BaseModel):
     """The training-requests queue's message body (version 1).
 
@@ -157,6 +175,11 @@ class TrainingRequest(BaseModel):
     submitted_at: UtcDatetime
     tuning: TuningSpec | None = None
     """Present for a hyperparameter tuning job; ``hyperparameters`` are then the static ones."""
+    dataset_type: DatasetType = DatasetType.S3_PREFIX
+    validation_key: str | None = Field(default=None, min_length=1, max_length=1024)
+    """A held-out validation channel (``validation``), a prefix of the tenant's datasets."""
+    retraining: RetrainingLink | None = None
+    """Set when a retraining policy's schedule asked for the job (``launch.retraining``)."""
 
     @model_validator(mode="after")
     def _job_id_belongs_to_tenant(self) -> Self:
@@ -265,6 +288,9 @@ class Job(_Record):
     best_training_job: BestTrainingJob | None = None
     metric_series: list[MetricSeries] = Field(default_factory=list)
     """A training job's metrics over time (refreshed by the job-events handler)."""
+    dataset_type: DatasetType = DatasetType.S3_PREFIX
+    validation_key: str | None = None
+    retraining: RetrainingLink | None = None
 
     @property
     def sagemaker_name(self) -> str:
@@ -293,6 +319,9 @@ class Job(_Record):
             instance_count=request.instance_count,
             max_runtime_seconds=request.max_runtime_seconds,
             use_spot=request.use_spot,
+            dataset_type=request.dataset_type,
+            validation_key=request.validation_key,
+            retraining=request.retraining,
             created_at=request.submitted_at,
             updated_at=now,
             submitted_by=request.submitted_by,
@@ -339,6 +368,8 @@ class Notification(_Record):
     """Set on a model registry notification: the version's new approval status."""
     deployment_id: str | None = None
     """Set on a deployment or endpoint-alarm notification (``job_id`` is then the model's job)."""
+    policy_id: str | None = None
+    """Set on a retraining notification (a run's decision)."""
     link: str | None = None
     """The portal path the notification points to, when not the job's or the model's page."""
 
@@ -371,6 +402,7 @@ __all__ = [
     "MAX_METRIC_SERIES_POINTS",
     "MAX_RUNTIME_LIMIT_SECONDS",
     "CatalogEntry",
+    "DatasetType",
     "FinalMetric",
     "Job",
     "JobKind",
@@ -379,6 +411,7 @@ __all__ = [
     "MetricPoint",
     "MetricSeries",
     "Notification",
+    "RetrainingLink",
     "StatusChange",
     "Tenant",
     "TenantStatus",

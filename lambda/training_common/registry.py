@@ -70,6 +70,8 @@ class ModelVersion(BaseModel):
     """The SageMaker training job that produced the artifact (a tuning job's best)."""
     algorithm_id: str
     dataset_key: str
+    validation_key: str | None = None
+    """The held-out validation channel the objective was measured on (None: none given)."""
     image_uri: str
     model_artifact_key: str
     metrics: list[FinalMetric] = Field(default_factory=list)

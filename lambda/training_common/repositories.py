@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 import boto3
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .deployments import (
     API_CLIENTS_BY_CLIENT_ID_INDEX,
@@ -49,6 +49,7 @@ from .models import (
     to_item,
 )
 from .registry import ApprovalDecision, ModelApprovalStatus, ModelVersion
+from .retraining import RUNS_BY_POLICY_SEPARATOR, RetrainingPolicy, RetrainingRun
 from .sessions import new_session
 from .status import RUNNING_STATUSES, JobStatus, allowed_predecessors
 from .tuning import BestTrainingJob, Trial
@@ -63,6 +64,7 @@ MAX_PAGE_SIZE = 100
 """The most items one page of a listing returns."""
 
 T = TypeVar("T")
+R = TypeVar("R", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,8 @@ def create_tables(
     models: str | None = None,
     deployments: str | None = None,
     api_clients: str | None = None,
+    retraining_policies: str | None = None,
+    retraining_runs: str | None = None,
 ) -> None:
     """Create the platform's tables with the contract's key schemas (on-demand), for moto and
     the local portal; the Training stack declares the same keys for AWS.
@@ -185,27 +189,26 @@ def create_tables(
         ],
         "Projection": {"ProjectionType": "ALL"},
     }
-    tables: list[tuple[str, str | None, list[dict[str, Any]], list[dict[str, Any]]]] = []
-    if tenants:
-        tables.append((tenants, None, [], []))
-    if jobs:
-        tables.append((jobs, "job_id", [newest_first, running], []))
-    if notifications:
-        tables.append((notifications, "notification_id", [], []))
-    if trials:
-        tables.append((trials, "trial_id", [], [by_objective]))
-    if models:
-        tables.append((models, "job_id", [], []))
-    if deployments:
-        tables.append((deployments, "deployment_id", [], []))
-    if api_clients:
-        by_client: dict[str, Any] = {
-            "IndexName": API_CLIENTS_BY_CLIENT_ID_INDEX,
-            "KeySchema": [{"AttributeName": "client_id", "KeyType": "HASH"}],
-            "Projection": {"ProjectionType": "ALL"},
-        }
-        tables.append((api_clients, "client_id", [by_client], []))
-    for name, sort_key, indexes, local_indexes in tables:
+    by_client: dict[str, Any] = {
+        "IndexName": API_CLIENTS_BY_CLIENT_ID_INDEX,
+        "KeySchema": [{"AttributeName": "client_id", "KeyType": "HASH"}],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+    # name -> (sort key, global indexes, local indexes)
+    shapes: list[tuple[str | None, str | None, list[dict[str, Any]], list[dict[str, Any]]]] = [
+        (tenants, None, [], []),
+        (jobs, "job_id", [newest_first, running], []),
+        (notifications, "notification_id", [], []),
+        (trials, "trial_id", [], [by_objective]),
+        (models, "job_id", [], []),
+        (deployments, "deployment_id", [], []),
+        (api_clients, "client_id", [by_client], []),
+        (retraining_policies, "policy_id", [], []),
+        (retraining_runs, "run_id", [], []),
+    ]
+    for name, sort_key, indexes, local_indexes in shapes:
+        if not name:
+            continue
         keys = [("tenant_id", "HASH")] + ([(sort_key, "RANGE")] if sort_key else [])
         attributes = {key for key, _ in keys} | {
             part["AttributeName"]
@@ -1146,3 +1149,140 @@ class ApiClientRepository:
         if not items or (unique and len(items) != 1):
             return None
         return str(items[0]["tenant_id"])
+
+
+class _RevisionedTable(Generic[R]):
+    """Whole-record puts conditional on the ``revision`` read, as :class:`DeploymentRepository`
+    does: the writer computes the new record in Python and retries on a lost race."""
+
+    model: type[R]
+    sort_key: str
+
+    def __init__(self, table: DynamoTable) -> None:
+        self.table = table
+
+    def _get(self, tenant_id: str, key: str) -> tuple[R, int] | None:
+        item = self.table.get_item(
+            Key={"tenant_id": tenant_id, self.sort_key: key}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        return self.model.model_validate(item), int(item.get(REVISION, 0))
+
+    def _put(self, record: R, revision: int | None) -> bool:
+        item = to_item(record)
+        item[REVISION] = 0 if revision is None else revision + 1
+        condition = (
+            Attr(self.sort_key).not_exists() if revision is None else Attr(REVISION).eq(revision)
+        )
+        try:
+            self.table.put_item(Item=item, ConditionExpression=condition)
+        except ClientError as error:
+            if is_conditional_check_failure(error):
+                return False
+            raise
+        return True
+
+    def get(self, tenant_id: str, key: str) -> R | None:
+        """The record (strongly consistent read), or None."""
+        found = self._get(tenant_id, key)
+        return None if found is None else found[0]
+
+    def put_if_absent(self, record: R) -> tuple[R, bool]:
+        """Write ``record`` unless one with its key exists: (the stored record, whether this call
+        wrote it)."""
+        key = str(getattr(record, self.sort_key))
+        tenant_id = str(record.tenant_id)  # type: ignore[attr-defined]
+        if self._put(record, None):
+            return record, True
+        stored = self.get(tenant_id, key)
+        if stored is None:  # deleted in between: nothing sensible to return but ours
+            return record, False
+        return stored, False
+
+    def update(
+        self, tenant_id: str, key: str, change: Callable[[R], R | None], *, attempts: int = 5
+    ) -> R | None:
+        """Read, let ``change`` compute the new record (None: leave it), write it if nobody wrote
+        in between, else read again. The written record, or None (no record, or declined)."""
+        for _ in range(attempts):
+            found = self._get(tenant_id, key)
+            if found is None:
+                return None
+            current, revision = found
+            updated = change(current)
+            if updated is None:
+                return None
+            updated = updated.model_copy(update={"updated_at": utc_now()})
+            if self._put(updated, revision):
+                return updated
+        raise RuntimeError(f"{self.sort_key} {tenant_id}/{key} changed {attempts} times")
+
+
+class RetrainingPolicyRepository(_RevisionedTable[RetrainingPolicy]):
+    """``RETRAINING_POLICIES_TABLE``: one item per policy (see :class:`RetrainingPolicy`).
+
+    The portal writes it with a tenant session (its own partition only, by IAM); the retraining,
+    launch and job-events handlers update their fields through :meth:`update`.
+    """
+
+    model = RetrainingPolicy
+    sort_key = "policy_id"
+
+    @classmethod
+    def from_table_name(
+        cls, name: str, session: boto3.Session | None = None
+    ) -> RetrainingPolicyRepository:
+        return cls(_table(name, session))
+
+    def list_page(
+        self, tenant_id: str, *, limit: int = 50, token: str | None = None
+    ) -> Page[RetrainingPolicy]:
+        """One page of the tenant's policies, by policy id."""
+        return _page(
+            self.table,
+            RetrainingPolicy.model_validate,
+            limit=limit,
+            token=token,
+            tenant_id=tenant_id,
+            key_attributes=("policy_id",),
+            KeyConditionExpression=Key("tenant_id").eq(tenant_id),
+        )
+
+
+class RetrainingRunRepository(_RevisionedTable[RetrainingRun]):
+    """``RETRAINING_RUNS_TABLE``: one item per policy and slot (see :class:`RetrainingRun`).
+
+    Written by the launch handler (the run, once per slot: :meth:`put_if_absent`) and the
+    job-events handler (the decision); read by tenant sessions.
+    """
+
+    model = RetrainingRun
+    sort_key = "run_id"
+
+    @classmethod
+    def from_table_name(
+        cls, name: str, session: boto3.Session | None = None
+    ) -> RetrainingRunRepository:
+        return cls(_table(name, session))
+
+    def list_page(
+        self,
+        tenant_id: str,
+        policy_id: str,
+        *,
+        limit: int = 50,
+        token: str | None = None,
+    ) -> Page[RetrainingRun]:
+        """One page of a policy's runs, newest first."""
+        return _page(
+            self.table,
+            RetrainingRun.model_validate,
+            limit=limit,
+            token=token,
+            tenant_id=tenant_id,
+            key_attributes=("run_id",),
+            KeyConditionExpression=Key("tenant_id").eq(tenant_id)
+            & Key("run_id").begins_with(f"{policy_id}{RUNS_BY_POLICY_SEPARATOR}"),
+            ScanIndexForward=False,
+        )

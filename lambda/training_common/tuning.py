@@ -68,6 +68,30 @@ class TuningStrategy(StrEnum):
     GRID = "Grid"
 
 
+class WarmStartType(StrEnum):
+    """SageMaker's ``WarmStartType`` values (the API spells them so)."""
+
+    TRANSFER_LEARNING = "TransferLearning"
+    """New data or changed ranges: what retraining on new data needs."""
+    IDENTICAL_DATA_AND_ALGORITHM = "IdenticalDataAndAlgorithm"
+    """Same data and image as the parents; only with the whole prefix and no feedback."""
+
+
+MAX_WARM_START_PARENTS = 5
+"""SageMaker's ceiling on ``ParentHyperParameterTuningJobs``."""
+
+
+class WarmStart(BaseModel):
+    """``WarmStartConfig`` of a tuning request: the parents are the tenant's own tuning jobs,
+    named by their platform job ids (the launch handler turns them into tuning job names and
+    ``check_request`` verifies each is the tenant's, a tuning job, and finished)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: WarmStartType
+    parent_job_ids: tuple[str, ...] = Field(min_length=1, max_length=MAX_WARM_START_PARENTS)
+
+
 class TunableHyperparameter(BaseModel):
     """One hyperparameter the catalog lets tenants tune, with the bounds a range must keep to.
 
@@ -184,9 +208,18 @@ class TuningSpec(BaseModel):
     max_training_jobs: int = Field(ge=1, le=MAX_TUNING_TRAINING_JOBS)
     max_parallel_training_jobs: int = Field(ge=1, le=MAX_TUNING_PARALLEL_JOBS)
     early_stopping: bool = False
+    warm_start: WarmStart | None = None
+    """Set by the launch handler for a retraining run (the previous run's tuning job)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if self.warm_start is not None and self.strategy in {
+            TuningStrategy.GRID,
+            TuningStrategy.HYPERBAND,
+        }:
+            raise ValueError(
+                f"the platform warm-starts Bayesian or Random search, not {self.strategy.value}"
+            )
         names = [item.name for item in self.ranges]
         if len(set(names)) != len(names):
             raise ValueError("each hyperparameter may have one range only")
@@ -328,6 +361,7 @@ __all__ = [
     "MAX_TUNED_HYPERPARAMETERS",
     "MAX_TUNING_PARALLEL_JOBS",
     "MAX_TUNING_TRAINING_JOBS",
+    "MAX_WARM_START_PARENTS",
     "TUNING_JOB_NAME_LENGTH",
     "BestTrainingJob",
     "ObjectiveType",
@@ -339,6 +373,8 @@ __all__ = [
     "TuningProgress",
     "TuningSpec",
     "TuningStrategy",
+    "WarmStart",
+    "WarmStartType",
     "objective_key",
     "objective_sort_code",
     "tuning_job_name",
