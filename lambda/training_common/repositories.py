@@ -912,7 +912,77 @@ UNDEPLOYABLE_STATUSES = frozenset({DeploymentStatus.IN_SERVICE, DeploymentStatus
 """States from which the portal may ask for an undeploy."""
 
 
-class DeploymentRepository:
+class _RevisionedTable(Generic[R]):
+    """Whole-record puts conditional on the ``revision`` read, as :class:`DeploymentRepository`
+    does: the writer computes the new record in Python and retries on a lost race."""
+
+    model: type[R]
+    sort_key: str
+
+    def __init__(self, table: DynamoTable) -> None:
+        self.table = table
+
+    def _get(self, tenant_id: str, key: str) -> tuple[R, int] | None:
+        item = self.table.get_item(
+            Key={"tenant_id": tenant_id, self.sort_key: key}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        return self.model.model_validate(item), int(item.get(REVISION, 0))
+
+    def _put(self, record: R, revision: int | None) -> bool:
+        item = to_item(record)
+        item[REVISION] = 0 if revision is None else revision + 1
+        condition = (
+            Attr(self.sort_key).not_exists() if revision is None else Attr(REVISION).eq(revision)
+        )
+        try:
+            self.table.put_item(Item=item, ConditionExpression=condition)
+        except ClientError as error:
+            if is_conditional_check_failure(error):
+                return False
+            raise
+        return True
+
+    def get(self, tenant_id: str, key: str) -> R | None:
+        """The record (strongly consistent read), or None."""
+        found = self._get(tenant_id, key)
+        return None if found is None else found[0]
+
+    def put_if_absent(self, record: R) -> tuple[R, bool]:
+        """Write ``record`` unless one with its key exists: (the stored record, whether this call
+        wrote it)."""
+        key = str(getattr(record, self.sort_key))
+        tenant_id = str(record.tenant_id)  # type: ignore[attr-defined]
+        if self._put(record, None):
+            return record, True
+        stored = self.get(tenant_id, key)
+        if stored is None:  # deleted in between: nothing sensible to return but ours
+            return record, False
+        return stored, False
+
+    def update(
+        self, tenant_id: str, key: str, change: Callable[[R], R | None], *, attempts: int = 5
+    ) -> R | None:
+        """Read, let ``change`` compute the new record (None: leave it), write it if nobody wrote
+        in between, else read again. The written record, or None (no record, or declined)."""
+        for _ in range(attempts):
+            found = self._get(tenant_id, key)
+            if found is None:
+                return None
+            current, revision = found
+            updated = change(current)
+            if updated is None:
+                return None
+            updated = updated.model_copy(update={"updated_at": utc_now()})
+            if self._put(updated, revision):
+                return updated
+        raise RuntimeError(
+            f"{self.model.__name__} {tenant_id}/{key} changed {attempts} times while being updated"
+        )
+
+
+class DeploymentRepository(_RevisionedTable[Deployment]):
     """``DEPLOYMENTS_TABLE``: one item per deployment (see :class:`Deployment`).
 
     Every write is a whole-record put conditional on the ``revision`` it read: the deploy and
@@ -920,8 +990,8 @@ class DeploymentRepository:
     race, instead of spreading the status machine over update expressions.
     """
 
-    def __init__(self, table: DynamoTable) -> None:
-        self.table = table
+    model = Deployment
+    sort_key = "deployment_id"
 
     @classmethod
     def from_table_name(
@@ -929,19 +999,6 @@ class DeploymentRepository:
     ) -> DeploymentRepository:
         """A repository over the table called ``name``."""
         return cls(_table(name, session))
-
-    def get(self, tenant_id: str, deployment_id: str) -> Deployment | None:
-        """The deployment (strongly consistent read), or None."""
-        found = self._get(tenant_id, deployment_id)
-        return None if found is None else found[0]
-
-    def _get(self, tenant_id: str, deployment_id: str) -> tuple[Deployment, int] | None:
-        item = self.table.get_item(
-            Key={"tenant_id": tenant_id, "deployment_id": deployment_id}, ConsistentRead=True
-        ).get("Item")
-        if item is None:
-            return None
-        return Deployment.model_validate(item), int(item.get(REVISION, 0))
 
     def list_page(
         self, tenant_id: str, *, limit: int = 50, token: str | None = None
@@ -966,21 +1023,6 @@ class DeploymentRepository:
             )
             for item in page.get("Items", [])
         ]
-
-    def _put(self, deployment: Deployment, revision: int | None) -> bool:
-        """Write ``deployment`` if the stored revision is still ``revision`` (None: no item)."""
-        item = to_item(deployment)
-        item[REVISION] = 0 if revision is None else revision + 1
-        condition = (
-            Attr("deployment_id").not_exists() if revision is None else Attr(REVISION).eq(revision)
-        )
-        try:
-            self.table.put_item(Item=item, ConditionExpression=condition)
-        except ClientError as error:
-            if is_conditional_check_failure(error):
-                return False
-            raise
-        return True
 
     def submit(self, request: DeploymentRequest) -> Deployment | None:
         """The portal's write before it sends ``request`` to the deployment-requests queue.
@@ -1044,32 +1086,6 @@ class DeploymentRepository:
             return None
         record = current.model_copy(update={**requested, "history": [*current.history, change]})
         return record if self._put(record, revision) else None
-
-    def update(
-        self,
-        tenant_id: str,
-        deployment_id: str,
-        change: Callable[[Deployment], Deployment | None],
-        *,
-        attempts: int = 5,
-    ) -> Deployment | None:
-        """Read the record, let ``change`` compute its new state (None: leave it), write it if
-        nobody wrote in between, else read again. The written record, or None when there is no
-        record or ``change`` declined. Raises RuntimeError after ``attempts`` lost races."""
-        for _ in range(attempts):
-            found = self._get(tenant_id, deployment_id)
-            if found is None:
-                return None
-            current, revision = found
-            updated = change(current)
-            if updated is None:
-                return None
-            updated = updated.model_copy(update={"updated_at": utc_now()})
-            if self._put(updated, revision):
-                return updated
-        raise RuntimeError(
-            f"deployment {tenant_id}/{deployment_id} changed {attempts} times while being updated"
-        )
 
 
 class ApiClientRepository:
@@ -1149,74 +1165,6 @@ class ApiClientRepository:
         if not items or (unique and len(items) != 1):
             return None
         return str(items[0]["tenant_id"])
-
-
-class _RevisionedTable(Generic[R]):
-    """Whole-record puts conditional on the ``revision`` read, as :class:`DeploymentRepository`
-    does: the writer computes the new record in Python and retries on a lost race."""
-
-    model: type[R]
-    sort_key: str
-
-    def __init__(self, table: DynamoTable) -> None:
-        self.table = table
-
-    def _get(self, tenant_id: str, key: str) -> tuple[R, int] | None:
-        item = self.table.get_item(
-            Key={"tenant_id": tenant_id, self.sort_key: key}, ConsistentRead=True
-        ).get("Item")
-        if item is None:
-            return None
-        return self.model.model_validate(item), int(item.get(REVISION, 0))
-
-    def _put(self, record: R, revision: int | None) -> bool:
-        item = to_item(record)
-        item[REVISION] = 0 if revision is None else revision + 1
-        condition = (
-            Attr(self.sort_key).not_exists() if revision is None else Attr(REVISION).eq(revision)
-        )
-        try:
-            self.table.put_item(Item=item, ConditionExpression=condition)
-        except ClientError as error:
-            if is_conditional_check_failure(error):
-                return False
-            raise
-        return True
-
-    def get(self, tenant_id: str, key: str) -> R | None:
-        """The record (strongly consistent read), or None."""
-        found = self._get(tenant_id, key)
-        return None if found is None else found[0]
-
-    def put_if_absent(self, record: R) -> tuple[R, bool]:
-        """Write ``record`` unless one with its key exists: (the stored record, whether this call
-        wrote it)."""
-        key = str(getattr(record, self.sort_key))
-        tenant_id = str(record.tenant_id)  # type: ignore[attr-defined]
-        if self._put(record, None):
-            return record, True
-        stored = self.get(tenant_id, key)
-        if stored is None:  # deleted in between: nothing sensible to return but ours
-            return record, False
-        return stored, False
-
-    def update(
-        self, tenant_id: str, key: str, change: Callable[[R], R | None], *, attempts: int = 5
-    ) -> R | None:
-        """Read, let ``change`` compute the new record (None: leave it), write it if nobody wrote
-        in between, else read again. The written record, or None (no record, or declined)."""
-        for _ in range(attempts):
-            found = self._get(tenant_id, key)
-            if found is None:
-                return None
-            current, revision = found
-            updated = change(current)
-            if updated is None:
-                return None
-            updated = updated.model_copy(update={"updated_at": utc_now()})
-            if self._put(updated, revision):
-                return updated
-        raise RuntimeError(f"{self.sort_key} {tenant_id}/{key} changed {attempts} times")
 
 
 class RetrainingPolicyRepository(_RevisionedTable[RetrainingPolicy]):
