@@ -9,6 +9,13 @@ leave it on the queue with back-off (SageMaker throttling or account limits). Bo
 the same path; :class:`SageMakerApi` holds the few names that differ. Exceptions mean "retry this
 message": ``BatchProcessor`` reports it in ``batchItemFailures``. On the last receive before SQS
 moves a message to the dead-letter queue the job record is marked FAILED, saying so.
+
+A retraining policy's trigger (``is_retraining_trigger(body)``) goes to
+``launch.retraining.RetrainingPlanner`` first: forged or stale triggers are dead-lettered with
+the reason, a skipped run or an inactive policy is acknowledged, and a planned run takes the same
+launch path with the planned request (a quota deferral re-sends the trigger, whose redelivery
+rebuilds the request from the job record). When a retraining job is rejected, refused by
+SageMaker or dead-lettered, its run becomes FAILED with the job's reason.
 """
 
 from __future__ import annotations
@@ -29,11 +36,13 @@ from pydantic import ValidationError
 from training_common import (
     CatalogEntry,
     CatalogRepository,
+    DatasetType,
     Job,
     JobKind,
     JobRepository,
     JobStatus,
     QueueMessage,
+    RetrainingTrigger,
     TenantRepository,
     TrainingRequest,
     ValidationResult,
@@ -41,13 +50,16 @@ from training_common import (
     check_request,
     describe_schema_errors,
     is_job_id_of_tenant,
+    is_retraining_trigger,
     iso_utc,
     new_session,
     parse_iso_utc,
     send_to_dead_letter_queue,
     tuning_job_name,
+    utc_now,
 )
 
+from .retraining import PlanOutcome, RetrainingPlanner, manifest_problem
 from .settings import LaunchSettings
 from .training_job import build_create_training_job_request
 from .tuning_job import build_create_tuning_job_request
@@ -61,16 +73,20 @@ DEFERRALS_ATTRIBUTE = "quota_deferrals"
 RETRYABLE_SAGEMAKER_ERRORS = frozenset({"ThrottlingException", "ResourceLimitExceeded"})
 _ARN = re.compile(r"arn:aws[a-zA-Z-]*:[^\s'\"]+")
 MISMATCH_REASON = "request does not match its job record"
+NOT_CONFIGURED_REASON = "retraining is not configured on this launch handler"
 JOB_SHAPING_FIELDS = (
     "tenant_id",
     "algorithm_id",
     "dataset_key",
+    "dataset_type",
+    "validation_key",
     "hyperparameters",
     "instance_type",
     "instance_count",
     "max_runtime_seconds",
     "use_spot",
     "tuning",
+    "retraining",
 )
 """The request's fields that shape the SageMaker job; each must equal the job record's."""
 
@@ -84,6 +100,10 @@ class Outcome(StrEnum):
     REJECTED = "REJECTED"
     FAILED = "FAILED"
     DEAD_LETTERED = "DEAD_LETTERED"
+    SKIPPED = "SKIPPED"
+    """A retraining trigger whose run was skipped (recorded with the reason)."""
+    IGNORED = "IGNORED"
+    """A retraining trigger of a policy that is not active."""
 
 
 class RetryLaterError(Exception):
@@ -149,6 +169,10 @@ class LaunchService:
     catalog: CatalogRepository
     sagemaker: Any
     sqs: Any
+    planner: RetrainingPlanner | None = None
+    """Plans retraining triggers (None: retraining not configured, triggers dead-lettered)."""
+    s3: Any = None
+    """Reads retraining manifests before launch (default: the planner's client)."""
 
     @classmethod
     def from_settings(
@@ -157,6 +181,22 @@ class LaunchService:
         """Build the service with boto3 clients from ``session`` (default: a new session)."""
         session = session or new_session()
         retries = Config(retries={"mode": "standard", "max_attempts": 3})
+        planner = None
+        if settings.retraining_enabled:
+            assert settings.retraining_policies_table and settings.retraining_runs_table
+            assert settings.models_table and settings.deployments_table
+            planner = RetrainingPlanner.from_tables(
+                session=session,
+                policies_table=settings.retraining_policies_table,
+                runs_table=settings.retraining_runs_table,
+                jobs_table=settings.jobs_table,
+                models_table=settings.models_table,
+                deployments_table=settings.deployments_table,
+                tenants_table=settings.tenants_table,
+                data_bucket=settings.data_bucket,
+                data_key_arn=settings.manifest_key_arn,
+                max_trigger_age_hours=settings.max_trigger_age_hours,
+            )
         return cls(
             settings=settings,
             tenants=TenantRepository.from_table_name(settings.tenants_table, session),
@@ -166,6 +206,8 @@ class LaunchService:
             ),
             sagemaker=session.client("sagemaker", config=retries),
             sqs=session.client("sqs"),
+            planner=planner,
+            s3=session.client("s3"),
         )
 
     @tracer.capture_method
@@ -179,6 +221,8 @@ class LaunchService:
             raise
 
     def _handle(self, message: QueueMessage) -> Outcome:
+        if is_retraining_trigger(message.body):
+            return self._handle_trigger(message)
         request = self._parse(message)
         if request is None:
             return Outcome.DEAD_LETTERED
@@ -186,6 +230,50 @@ class LaunchService:
             tenant_id=request.tenant_id, job_id=request.job_id, kind=request.kind.value
         ):
             return self._launch(message, request)
+
+    def _handle_trigger(self, message: QueueMessage) -> Outcome:
+        """A retraining schedule's trigger: plan the run, then launch it like any request."""
+        try:
+            trigger = RetrainingTrigger.model_validate_json(message.body)
+        except ValidationError as error:
+            reason = "unreadable retraining trigger: " + "; ".join(describe_schema_errors(error))
+            self._dead_letter(message, reason)
+            return Outcome.DEAD_LETTERED
+        if self.planner is None:
+            self._dead_letter(message, NOT_CONFIGURED_REASON)
+            return Outcome.DEAD_LETTERED
+        with logger.append_context_keys(
+            tenant_id=trigger.tenant_id, policy_id=trigger.policy_id, slot=iso_utc(trigger.slot)
+        ):
+            planned = self.planner.plan(trigger, utc_now())
+            if planned.outcome in {PlanOutcome.FORGED, PlanOutcome.STALE}:
+                self._dead_letter(message, planned.reason)
+                return Outcome.DEAD_LETTERED
+            if planned.outcome == PlanOutcome.IGNORED:
+                metrics.add_metric(name="RetrainingTriggersIgnored", unit=MetricUnit.Count, value=1)
+                logger.info("Retraining trigger ignored", reason=planned.reason)
+                return Outcome.IGNORED
+            if planned.outcome == PlanOutcome.SKIPPED or planned.request is None:
+                metrics.add_metric(name="RetrainingRunsSkipped", unit=MetricUnit.Count, value=1)
+                logger.info("Retraining run skipped", reason=planned.reason)
+                return Outcome.SKIPPED
+            request = planned.request
+            with logger.append_context_keys(job_id=request.job_id, kind=request.kind.value):
+                outcome = self._launch(message, request)
+            if outcome == Outcome.LAUNCHED:
+                metrics.add_metric(name="RetrainingRunsLaunched", unit=MetricUnit.Count, value=1)
+            return outcome
+
+    def _fail_run(self, request: TrainingRequest, reason: str) -> None:
+        """A retraining job that will not run: its run becomes FAILED with the job's reason."""
+        if request.retraining is None or self.planner is None:
+            return
+        try:
+            self.planner.fail_run(
+                request.tenant_id, request.retraining.run_id, reason, job_id=request.job_id
+            )
+        except Exception:
+            logger.exception("Could not mark the retraining run FAILED")
 
     def _parse(self, message: QueueMessage) -> TrainingRequest | None:
         try:
@@ -205,6 +293,8 @@ class LaunchService:
             return
         if not isinstance(data, dict):
             return
+        if is_retraining_trigger(body):
+            return  # a trigger names a policy, not a job: nothing queued to fail
         tenant_id, job_id = data.get("tenant_id"), data.get("job_id")
         if not (
             isinstance(tenant_id, str)
@@ -264,11 +354,9 @@ class LaunchService:
             return self._defer(message, request, result, deferrals)
         if not result.ok:
             return self._reject(request, result.reason, attempts, result)
-        algorithm = self.catalog.get(request.algorithm_id)
-        if algorithm is None:  # removed from the catalog between the check and now
-            return self._reject(
-                request, f"Algorithm '{request.algorithm_id}' is not in the catalog.", attempts
-            )
+        algorithm, problem = self._algorithm_and_data(request)
+        if algorithm is None or problem is not None:
+            return self._reject(request, problem or "", attempts)
         job_request = self._build(request, algorithm, target)
         try:
             response = getattr(self.sagemaker, target.api.create)(**job_request)
@@ -284,6 +372,22 @@ class LaunchService:
                 request, algorithm, self.settings, name=target.name
             )
         return build_create_training_job_request(request, algorithm, self.settings)
+
+    def _algorithm_and_data(
+        self, request: TrainingRequest
+    ) -> tuple[CatalogEntry | None, str | None]:
+        """The catalog entry, and why the job may not start after all (None: it may)."""
+        algorithm = self.catalog.get(request.algorithm_id)
+        if algorithm is None:  # removed from the catalog between the check and now
+            return None, f"Algorithm '{request.algorithm_id}' is not in the catalog."
+        return algorithm, self._manifest_problem(request)
+
+    def _manifest_problem(self, request: TrainingRequest) -> str | None:
+        """Why a ``ManifestFile`` request's manifest may not be trained on (None: it may)."""
+        s3 = self.s3 if self.s3 is not None else getattr(self.planner, "s3", None)
+        if s3 is None:
+            return None if request.dataset_type == DatasetType.S3_PREFIX else NOT_CONFIGURED_REASON
+        return manifest_problem(s3, self.settings.data_bucket, request)
 
     def _existing_arn(self, target: Target) -> str | None:
         """The ARN of the SageMaker job called ``target.name``, or None when there is none."""
@@ -345,14 +449,15 @@ class LaunchService:
             raise RetryLaterError(f"{code}: retry in {delay} s") from error
         if code == "ValidationException":
             reason = "SageMaker did not accept the job: " + _ARN.sub("<arn>", text)
-            self.jobs.transition(
+            if self.jobs.transition(
                 request.tenant_id,
                 request.job_id,
                 JobStatus.FAILED,
                 from_statuses={JobStatus.QUEUED},
                 failure_reason=reason,
                 launch_attempts=attempts,
-            )
+            ):
+                self._fail_run(request, reason)
             metrics.add_metric(name="LaunchesRefused", unit=MetricUnit.Count, value=1)
             logger.error(
                 "SageMaker refused the job",
@@ -422,24 +527,25 @@ class LaunchService:
         attempts: int,
         result: ValidationResult | None = None,
     ) -> Outcome:
-        self.jobs.transition(
+        if self.jobs.transition(
             request.tenant_id,
             request.job_id,
             JobStatus.REJECTED,
             from_statuses={JobStatus.QUEUED},
             failure_reason=reason,
             launch_attempts=attempts,
-        )
+        ):
+            self._fail_run(request, reason)
         metrics.add_metric(name="JobsRejected", unit=MetricUnit.Count, value=1)
         codes = sorted(result.codes) if result else []
         logger.info("Job rejected", reason=reason, problems=codes)
         return Outcome.REJECTED
 
     def _mark_dead_lettered(self, message: QueueMessage, error: Exception) -> None:
-        """Last attempt failed: SQS will move the message to the DLQ; the job record says so."""
-        try:
-            request = TrainingRequest.model_validate_json(message.body)
-        except ValidationError:
+        """Last attempt failed: SQS will move the message to the DLQ; the job record says so
+        (and a retraining job's run)."""
+        request = self._request_of(message)
+        if request is None:
             return
         root = error.__cause__ if isinstance(error, RetryLaterError) else error
         cause = _error_code(root) if isinstance(root, ClientError) else type(root).__name__
@@ -452,7 +558,7 @@ class LaunchService:
             job = self.jobs.get(request.tenant_id, request.job_id)
             if job is None or mismatched_fields(request, job):
                 return  # not this record's request: the record is not the message's to fail
-            self.jobs.transition(
+            moved = self.jobs.transition(
                 request.tenant_id,
                 request.job_id,
                 JobStatus.FAILED,
@@ -462,8 +568,25 @@ class LaunchService:
         except Exception:
             logger.exception("Could not mark the job FAILED before the dead-letter queue")
             return
+        if moved:
+            self._fail_run(request, reason)
         metrics.add_metric(name="LaunchesExhausted", unit=MetricUnit.Count, value=1)
         logger.error("Last attempt failed; message goes to the dead-letter queue", reason=reason)
+
+    def _request_of(self, message: QueueMessage) -> TrainingRequest | None:
+        """The request a message stands for: its body, or for a retraining trigger that matches
+        its policy the request its job record was created from (None: neither)."""
+        try:
+            if not is_retraining_trigger(message.body):
+                return TrainingRequest.model_validate_json(message.body)
+            if self.planner is None:
+                return None
+            return self.planner.request_of(RetrainingTrigger.model_validate_json(message.body))
+        except ValidationError:
+            return None
+        except Exception:
+            logger.exception("Could not read the job record of a retraining trigger")
+            return None
 
 
 def mismatched_fields(request: TrainingRequest, job: Job) -> list[str]:

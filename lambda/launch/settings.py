@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from training_common import (
+    MAX_TRIGGER_AGE_HOURS,
     SQS_MAX_DELAY_SECONDS,
     SQS_MAX_VISIBILITY_TIMEOUT_SECONDS,
     settings_from_env,
@@ -37,6 +38,30 @@ class LaunchSettings(BaseModel):
     volume_size_gb: int = Field(default=50, ge=1, le=16384)
     spot_wait_factor: float = Field(default=2.0, ge=1.0)
     catalog_cache_seconds: float = Field(default=60.0, ge=0)
+    retraining_policies_table: str | None = None
+    """With the three below: the tables a retraining trigger needs (unset: triggers are
+    dead-lettered as "retraining is not configured")."""
+    retraining_runs_table: str | None = None
+    models_table: str | None = None
+    deployments_table: str | None = None
+    data_key_arn: str | None = None
+    """The data bucket's KMS key, for the runs' manifests (default: ``kms_key_arn``)."""
+    max_trigger_age_hours: int = Field(default=MAX_TRIGGER_AGE_HOURS, ge=1)
+
+    @property
+    def retraining_enabled(self) -> bool:
+        """True when every table a retraining trigger needs is configured."""
+        return bool(
+            self.retraining_policies_table
+            and self.retraining_runs_table
+            and self.models_table
+            and self.deployments_table
+        )
+
+    @property
+    def manifest_key_arn(self) -> str:
+        """The KMS key the runs' manifests are written with (SSE-KMS)."""
+        return self.data_key_arn or self.kms_key_arn
 
     @field_validator("subnet_ids", "security_group_ids", mode="before")
     @classmethod
@@ -69,5 +94,11 @@ class LaunchSettings(BaseModel):
             "volume_size_gb": "TRAINING_VOLUME_SIZE_GB",
             "spot_wait_factor": "SPOT_MAX_WAIT_FACTOR",
             "catalog_cache_seconds": "CATALOG_CACHE_SECONDS",
+            "retraining_policies_table": "RETRAINING_POLICIES_TABLE",
+            "retraining_runs_table": "RETRAINING_RUNS_TABLE",
+            "models_table": "MODELS_TABLE",
+            "deployments_table": "DEPLOYMENTS_TABLE",
+            "data_key_arn": "DATA_KEY_ARN",
+            "max_trigger_age_hours": "MAX_TRIGGER_AGE_HOURS",
         }
         return settings_from_env(cls, names, environ)

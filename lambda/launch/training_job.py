@@ -22,6 +22,51 @@ from training_common import (
 from .settings import LaunchSettings
 
 TRAINING_CHANNEL = "train"
+VALIDATION_CHANNEL = "validation"
+
+
+def input_channel(
+    name: str, bucket: str, key: str, content_type: str, data_type: str = "S3Prefix"
+) -> dict[str, Any]:
+    """One ``InputDataConfig`` channel reading ``key`` in ``bucket`` (a prefix, or a manifest
+    file for ``data_type`` ``ManifestFile``), fully replicated to every instance."""
+    return {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": data_type,
+                "S3Uri": s3_uri(bucket, key),
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+        "ContentType": content_type,
+    }
+
+
+def input_data_config(
+    request: TrainingRequest, algorithm: CatalogEntry, settings: LaunchSettings
+) -> list[dict[str, Any]]:
+    """The ``train`` channel (the dataset prefix, or a retraining run's manifest), and the
+    ``validation`` channel when the request names held-out validation data."""
+    channels = [
+        input_channel(
+            TRAINING_CHANNEL,
+            settings.data_bucket,
+            request.dataset_key,
+            algorithm.input_content_type,
+            request.dataset_type.value,
+        )
+    ]
+    if request.validation_key is not None:
+        channels.append(
+            input_channel(
+                VALIDATION_CHANNEL,
+                settings.data_bucket,
+                request.validation_key,
+                algorithm.input_content_type,
+            )
+        )
+    return channels
 
 
 def job_tags(request: TrainingRequest) -> list[dict[str, str]]:
@@ -56,7 +101,8 @@ def training_definition(
 
     Network isolation, encrypted inter-container traffic, the VPC, KMS keys for the volume and
     the output, the stopping condition, checkpoints and output under the tenant's job prefix in
-    the artifacts bucket, one input channel from the tenant's dataset, and the catalog's image
+    the artifacts bucket, the input channels from the tenant's data (``train``, and
+    ``validation`` when given), and the catalog's image
     and metric definitions. Names, hyperparameters and tags are the callers'.
     """
     algorithm_specification: dict[str, Any] = {
@@ -70,19 +116,7 @@ def training_definition(
     return {
         "AlgorithmSpecification": algorithm_specification,
         "RoleArn": settings.sagemaker_role_arn,
-        "InputDataConfig": [
-            {
-                "ChannelName": TRAINING_CHANNEL,
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": s3_uri(settings.data_bucket, request.dataset_key),
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-                "ContentType": algorithm.input_content_type,
-            }
-        ],
+        "InputDataConfig": input_data_config(request, algorithm, settings),
         "OutputDataConfig": {
             "S3OutputPath": s3_uri(
                 settings.artifacts_bucket, output_prefix(request.tenant_id, request.job_id)

@@ -18,6 +18,7 @@ from training_common import (
     TrainingRequest,
     TuningSpec,
     TuningStrategy,
+    WarmStart,
     tuning_job_name,
 )
 
@@ -75,6 +76,18 @@ def tuning_job_config(tuning: TuningSpec) -> dict[str, Any]:
     return config
 
 
+def warm_start_config(warm_start: WarmStart) -> dict[str, Any]:
+    """``WarmStartConfig``: the parents by their tuning job names (``check_request`` made sure
+    each is a finished tuning job of the tenant with the same algorithm) and the type."""
+    return {
+        "ParentHyperParameterTuningJobs": [
+            {"HyperParameterTuningJobName": tuning_job_name(parent_id)}
+            for parent_id in warm_start.parent_job_ids
+        ],
+        "WarmStartType": warm_start.type.value,
+    }
+
+
 def static_hyperparameters(request: TrainingRequest, algorithm: CatalogEntry) -> dict[str, str]:
     """The catalog's default hyperparameters overlaid by the request's static ones, without any
     hyperparameter the tuning job searches (SageMaker refuses a name that is both)."""
@@ -96,7 +109,8 @@ def build_create_tuning_job_request(
     redelivered request finds the tuning job its first delivery created. The request has been
     through ``check_request``: its objective is one of the catalog's metric definitions, which
     the definition carries (SageMaker reads the objective from the training jobs' logs with
-    them). ValueError for a request without ``tuning``.
+    them). A retraining run's warm start becomes ``WarmStartConfig``. ValueError for a request
+    without ``tuning``.
     """
     if request.tuning is None:
         raise ValueError(f"request {request.job_id} is a training request, not a tuning request")
@@ -105,7 +119,7 @@ def build_create_tuning_job_request(
     # so trials could resume from one another's checkpoints. A trial that a spot interruption
     # ends restarts from the beginning instead.
     definition.pop("CheckpointConfig")
-    return {
+    built: dict[str, Any] = {
         "HyperParameterTuningJobName": name or tuning_job_name(request.job_id),
         "HyperParameterTuningJobConfig": tuning_job_config(request.tuning),
         "TrainingJobDefinition": {
@@ -114,3 +128,6 @@ def build_create_tuning_job_request(
         },
         "Tags": job_tags(request),
     }
+    if request.tuning.warm_start is not None:
+        built["WarmStartConfig"] = warm_start_config(request.tuning.warm_start)
+    return built

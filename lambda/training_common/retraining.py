@@ -502,7 +502,9 @@ def decide(
         f"{metric} {_number(candidate)} vs {_number(incumbent)} deployed "
         f"({direction} is better): improvement {_number(gain)}, margin {_number(margin)}"
     )
-    if gain <= 0 or gain < margin:
+    # Objective values are binary floats (0.95 - 0.90 = 0.04999...): a gain that equals the
+    # margin to within rounding counts as reaching it.
+    if gain <= 0 or gain < margin - 1e-9 * max(1.0, abs(margin)):
         verdict = "no improvement" if gain <= 0 else "improvement below the margin"
         return Decision(RunDecision.REJECTED, f"Rejected, {verdict}: {comparison}.")
     if mode == PromotionMode.APPROVAL:

@@ -3,12 +3,14 @@
 The portal (first check, before it queues the job) and the launch handler (second check, before
 ``CreateTrainingJob``) call the same :func:`validate_request`, so a request the portal accepted is
 judged by the same rules later, with fresher data. Every problem carries a code for programs and a
-message written for the tenant.
+message written for the tenant. A retraining run's request is checked the same way, plus its
+validation channel, its manifest (``tenants/<t>/retraining/<policy>/<slot>/manifest.json``) and
+its warm-start parents (the tenant's own finished tuning jobs of the same algorithm).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -21,8 +23,17 @@ from .deployments import (
     DeploymentStatus,
     EndpointKind,
 )
+from .ids import is_job_id_of_tenant
 from .keys import datasets_prefix, is_tenant_dataset_key
-from .models import CatalogEntry, Tenant, TenantStatus, TrainingRequest
+from .models import (
+    CatalogEntry,
+    DatasetType,
+    Job,
+    JobKind,
+    Tenant,
+    TenantStatus,
+    TrainingRequest,
+)
 from .registry import ModelApprovalStatus, ModelVersion
 from .repositories import (
     CatalogRepository,
@@ -31,7 +42,9 @@ from .repositories import (
     ModelRepository,
     TenantRepository,
 )
-from .tuning import ParameterRange, ParameterType, TunableHyperparameter, TuningSpec
+from .retraining import retraining_prefix
+from .status import JobStatus
+from .tuning import ParameterRange, ParameterType, TunableHyperparameter, TuningSpec, WarmStart
 
 
 class ProblemCode(StrEnum):
@@ -62,10 +75,17 @@ class ProblemCode(StrEnum):
     ENDPOINT_INSTANCES_LIMIT = "ENDPOINT_INSTANCES_LIMIT"
     SERVERLESS_NOT_ALLOWED = "SERVERLESS_NOT_ALLOWED"
     SERVERLESS_CONCURRENCY_TOO_HIGH = "SERVERLESS_CONCURRENCY_TOO_HIGH"
+    WARM_START_PARENT_INVALID = "WARM_START_PARENT_INVALID"
 
 
 RESERVED_PREFIX = "sagemaker_"
 """Hyperparameters SageMaker's framework containers interpret (code location, entry point)."""
+
+MANIFEST_FILE_NAME = "manifest.json"
+"""The file name of a retraining run's manifest (``retraining.manifest_key``)."""
+
+WARM_START_PARENT_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.STOPPED})
+"""A tuning job warm-starts only from parents that finished (SageMaker's rule too)."""
 
 TRANSIENT_PROBLEMS: frozenset[ProblemCode] = frozenset({ProblemCode.RUNNING_JOBS_LIMIT})
 """Problems that go away by themselves: the request may be retried later unchanged."""
@@ -112,14 +132,17 @@ def validate_request(
     tenant: Tenant | None,
     algorithm: CatalogEntry | None,
     running_jobs: int,
+    warm_start_parents: Mapping[str, Job | None] | None = None,
 ) -> ValidationResult:
     """Check ``request`` against its tenant's record and quota and the catalog.
 
     ``tenant`` and ``algorithm`` are None when the tables hold no such record; ``running_jobs`` is
     the number of running-jobs slots the tenant's jobs in STARTING, IN_PROGRESS or STOPPING
     occupy (excluding this request's job): one per training job, ``max_parallel_training_jobs``
-    per tuning job. The request needs :attr:`TrainingRequest.slots` more. Pure: no I/O. All
-    problems are reported, not just the first.
+    per tuning job. The request needs :attr:`TrainingRequest.slots` more.
+    ``warm_start_parents`` maps each warm-start parent job id of the request's tuning spec to its
+    job record (None, or left out: no such job of the tenant). Pure: no I/O. All problems are
+    reported, not just the first.
     """
     if tenant is None or tenant.tenant_id != request.tenant_id:
         return ValidationResult(
@@ -140,14 +163,7 @@ def validate_request(
                 "training jobs; contact your platform administrator.",
             )
         )
-    if not is_tenant_dataset_key(request.tenant_id, request.dataset_key):
-        problems.append(
-            Problem(
-                ProblemCode.DATASET_OUTSIDE_TENANT,
-                f"The dataset '{request.dataset_key}' is not one of your datasets: choose a "
-                f"dataset under '{datasets_prefix(request.tenant_id)}'.",
-            )
-        )
+    problems.extend(_data_problems(request))
     problems.extend(_algorithm_problems(request, tenant, algorithm))
     reserved = sorted(key for key in request.hyperparameters if key.startswith(RESERVED_PREFIX))
     if reserved:
@@ -184,8 +200,97 @@ def validate_request(
         )
     if request.tuning is not None:
         problems.extend(_tuning_problems(request.tuning, tenant, algorithm))
+        if request.tuning.warm_start is not None:
+            problems.extend(
+                _warm_start_problems(request, request.tuning.warm_start, warm_start_parents or {})
+            )
     problems.extend(_slot_problems(request, tenant, running_jobs))
     return ValidationResult(tuple(problems))
+
+
+def is_retraining_manifest_key(tenant_id: str, key: str) -> bool:
+    """True when ``key`` is ``tenants/<tenant>/retraining/<policy>/<slot>/manifest.json`` (no
+    empty, ``.`` or ``..`` segments), where the launch handler writes a run's manifest."""
+    prefix = retraining_prefix(tenant_id)
+    if not key.startswith(prefix):
+        return False
+    segments = key[len(prefix) :].split("/")
+    return (
+        len(segments) == 3
+        and segments[-1] == MANIFEST_FILE_NAME
+        and all(segment not in {"", ".", ".."} for segment in segments)
+    )
+
+
+def _data_problems(request: TrainingRequest) -> Iterable[Problem]:
+    if request.dataset_type == DatasetType.MANIFEST_FILE:
+        if not is_retraining_manifest_key(request.tenant_id, request.dataset_key):
+            yield Problem(
+                ProblemCode.DATASET_OUTSIDE_TENANT,
+                f"The manifest '{request.dataset_key}' is not one of your retraining runs' "
+                f"manifests: a manifest is a {MANIFEST_FILE_NAME} under "
+                f"'{retraining_prefix(request.tenant_id)}'.",
+            )
+    elif not is_tenant_dataset_key(request.tenant_id, request.dataset_key):
+        yield Problem(
+            ProblemCode.DATASET_OUTSIDE_TENANT,
+            f"The dataset '{request.dataset_key}' is not one of your datasets: choose a "
+            f"dataset under '{datasets_prefix(request.tenant_id)}'.",
+        )
+    if request.validation_key is not None and not is_tenant_dataset_key(
+        request.tenant_id, request.validation_key
+    ):
+        yield Problem(
+            ProblemCode.DATASET_OUTSIDE_TENANT,
+            f"The validation data '{request.validation_key}' is not one of your datasets: "
+            f"choose a dataset under '{datasets_prefix(request.tenant_id)}'.",
+        )
+
+
+def _warm_start_problems(
+    request: TrainingRequest, warm_start: WarmStart, parents: Mapping[str, Job | None]
+) -> Iterable[Problem]:
+    for parent_id in warm_start.parent_job_ids:
+        parent = parents.get(parent_id)
+        if (
+            parent is None
+            or not is_job_id_of_tenant(parent_id, request.tenant_id)
+            or parent.tenant_id != request.tenant_id
+            or parent.job_id != parent_id
+        ):
+            yield Problem(
+                ProblemCode.WARM_START_PARENT_INVALID,
+                f"The warm-start parent {parent_id} is not one of your jobs.",
+            )
+        elif parent.kind != JobKind.TUNING:
+            yield Problem(
+                ProblemCode.WARM_START_PARENT_INVALID,
+                f"The warm-start parent {parent_id} is a training job; a tuning job warm-starts "
+                "only from tuning jobs.",
+            )
+        elif parent.status not in WARM_START_PARENT_STATUSES:
+            yield Problem(
+                ProblemCode.WARM_START_PARENT_INVALID,
+                f"The warm-start parent {parent_id} has not finished ({parent.status.value}); "
+                "a tuning job warm-starts only from completed or stopped tuning jobs.",
+            )
+        elif parent.algorithm_id != request.algorithm_id:
+            yield Problem(
+                ProblemCode.WARM_START_PARENT_INVALID,
+                f"The warm-start parent {parent_id} ran algorithm '{parent.algorithm_id}', not "
+                f"'{request.algorithm_id}'; a warm start needs the same algorithm.",
+            )
+        elif (
+            parent.tuning is not None
+            and request.tuning is not None
+            and parent.tuning.objective_metric != request.tuning.objective_metric
+        ):
+            yield Problem(
+                ProblemCode.WARM_START_PARENT_INVALID,
+                f"The warm-start parent {parent_id} optimised "
+                f"'{parent.tuning.objective_metric}', not '{request.tuning.objective_metric}'; "
+                "a warm start needs the same objective metric.",
+            )
 
 
 def _slot_problems(request: TrainingRequest, tenant: Tenant, running_jobs: int) -> list[Problem]:
@@ -334,18 +439,29 @@ def check_request(
     jobs: JobRepository,
     catalog: CatalogRepository,
 ) -> ValidationResult:
-    """Load what :func:`validate_request` needs from the tables and the catalog, then call it.
+    """Load what :func:`validate_request` needs from the tables and the catalog, then call it
+    (with a warm start: the parents' job records, read from the tenant's partition only).
 
     The portal's first check and the launch handler's second check both go through here.
     """
     tenant = tenants.get(request.tenant_id)
     if tenant is None:
         return validate_request(request, tenant=None, algorithm=None, running_jobs=0)
+    warm_start = request.tuning.warm_start if request.tuning else None
+    parents = {
+        parent_id: (
+            jobs.get(request.tenant_id, parent_id)
+            if is_job_id_of_tenant(parent_id, request.tenant_id)
+            else None
+        )
+        for parent_id in (warm_start.parent_job_ids if warm_start else ())
+    }
     return validate_request(
         request,
         tenant=tenant,
         algorithm=catalog.get(request.algorithm_id),
         running_jobs=jobs.count_running(request.tenant_id),
+        warm_start_parents=parents,
     )
 
 
