@@ -160,6 +160,7 @@ class ModelRegistrar:
             training_job_name=origin.training_job_name,
             algorithm_id=job.algorithm_id,
             dataset_key=job.dataset_key,
+            validation_key=job.validation_key,
             image_uri=origin.image_uri,
             model_artifact_key=origin.model_artifact_key,
             metrics=list(origin.metrics),

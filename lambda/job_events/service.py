@@ -14,6 +14,10 @@
   registered.
 - Model package events apply the approval status to the version's record; an approval or
   rejection notifies the tenant.
+- A retraining run's job (``Job.retraining``) that ends: its registered model is promoted,
+  rejected or left waiting, or the run fails (``retraining.PromotionService``; only with
+  ``RETRAINING_POLICIES_TABLE`` and ``RETRAINING_RUNS_TABLE``). A promotion whose deployment is
+  busy raises after setting the event's back-off, so SQS delivers it again later.
 - Endpoint, processing job (baseline, monitoring run) and endpoint alarm events apply to
   deployments (``endpoint_events.DeploymentEvents``; only with ``DEPLOYMENTS_TABLE``, else they
   go to the dead-letter queue).
@@ -45,9 +49,13 @@ from training_common import (
     JobStateUpdate,
     JobStatus,
     ModelRepository,
+    ModelVersion,
     NotificationRepository,
     QueueMessage,
+    RetrainingPolicyRepository,
+    RetrainingRunRepository,
     TrialRepository,
+    backoff_seconds,
     describe_schema_errors,
     from_sagemaker_status,
     is_final,
@@ -75,6 +83,7 @@ from .model_events import ModelStatusEvents
 from .notify import Notifier
 from .outcomes import BadEventError, Outcome, ignored, stale
 from .registry import ModelRegistrar, ModelSource, RegistrationError
+from .retraining import DeploymentBusyError, PromotionService
 from .sagemaker_jobs import SageMakerJobs, artifact_key_in_prefix
 from .settings import JobEventsSettings
 from .telemetry import logger, metrics, tracer
@@ -112,12 +121,16 @@ class JobEventsService:
     catalog: CatalogRepository | None = None
     deployments: DeploymentRepository | None = None
     """Without it (no ``DEPLOYMENTS_TABLE``), deployment events are dead-lettered."""
+    retraining_policies: RetrainingPolicyRepository | None = None
+    retraining_runs: RetrainingRunRepository | None = None
+    """With both, retraining runs' models are promoted or rejected (``promotion``)."""
     notifier: Notifier = field(init=False)
     registrar: ModelRegistrar = field(init=False)
     sagemaker_jobs: SageMakerJobs = field(init=False)
     metric_series: MetricSeriesReader = field(init=False)
     model_events: ModelStatusEvents = field(init=False)
     deployment_events: DeploymentEvents | None = field(init=False)
+    promotion: PromotionService | None = field(init=False)
 
     def __post_init__(self) -> None:
         bucket = self.settings.artifacts_bucket
@@ -136,6 +149,20 @@ class JobEventsService:
                 self.sagemaker,
                 self.cloudwatch,
                 self.sqs,
+            )
+        )
+        self.promotion = (
+            None
+            if self.retraining_policies is None or self.retraining_runs is None
+            else PromotionService(
+                policies=self.retraining_policies,
+                runs=self.retraining_runs,
+                models=self.models,
+                deployments=self.deployments,
+                notifier=self.notifier,
+                sagemaker=self.sagemaker,
+                sqs=self.sqs,
+                deployment_requests_queue_url=self.settings.deployment_requests_queue_url,
             )
         )
 
@@ -168,6 +195,18 @@ class JobEventsService:
             deployments=(
                 DeploymentRepository.from_table_name(settings.deployments_table, session)
                 if settings.deployments_table
+                else None
+            ),
+            retraining_policies=(
+                RetrainingPolicyRepository.from_table_name(
+                    settings.retraining_policies_table, session
+                )
+                if settings.retraining_policies_table and settings.retraining_runs_table
+                else None
+            ),
+            retraining_runs=(
+                RetrainingRunRepository.from_table_name(settings.retraining_runs_table, session)
+                if settings.retraining_policies_table and settings.retraining_runs_table
                 else None
             ),
         )
@@ -427,9 +466,52 @@ class JobEventsService:
                 self.notifier.ensure_notified(job, None)
                 raise
         self.notifier.ensure_notified(job, model)
+        try:
+            self._retraining_outcome(job, model, problem)
+        except DeploymentBusyError:
+            self._back_off(message)
+            raise
         if problem is not None:
             return self._dead_letter(message, problem)
         return outcome
+
+    def _retraining_outcome(
+        self, job: Job, model: ModelVersion | None, problem: str | None
+    ) -> None:
+        """A retraining run's job ended: decide about its model (Completed and registered), or
+        record the run FAILED. DeploymentBusyError and AWS errors propagate (retry)."""
+        if self.promotion is None or job.retraining is None:
+            return
+        if model is not None and job.status == JobStatus.COMPLETED:
+            self.promotion.on_registered(job, model)
+        else:
+            reason = (
+                None
+                if problem is None
+                else "The model could not be registered: "
+                + problem.removeprefix("cannot register the model: ").rstrip(".")
+                + "."
+            )
+            self.promotion.on_job_ended(job, reason)
+
+    def _back_off(self, message: QueueMessage) -> None:
+        """Keep the event off the queue for a while (the deployment is busy)."""
+        delay = backoff_seconds(
+            message.receive_count,
+            base=self.settings.busy_backoff_base_seconds,
+            cap=self.settings.busy_backoff_max_seconds,
+        )
+        logger.info("Retrying the event later", retry_in_seconds=delay)
+        if not self.settings.job_events_queue_url:
+            return
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.settings.job_events_queue_url,
+                ReceiptHandle=message.receipt_handle,
+                VisibilityTimeout=delay,
+            )
+        except ClientError:
+            logger.exception("Could not set the back-off; the queue's own timeout applies")
 
     def _dead_letter(self, message: QueueMessage, reason: str) -> Outcome:
         dlq_id = send_to_dead_letter_queue(

@@ -31,6 +31,16 @@ class JobEventsSettings(BaseModel):
     """Where a completed baseline job's ``monitor`` request goes."""
     alarm_prefix: str | None = None
     """Alarms named ``<ALARM_PREFIX>-*`` are the platform's endpoint alarms."""
+    retraining_policies_table: str | None = None
+    retraining_runs_table: str | None = None
+    """With both retraining tables, a retraining run's registered model is compared with the
+    deployed one and promoted or rejected (``job_events.retraining``); without, retraining is
+    off and a run's job is an ordinary job."""
+    job_events_queue_url: str | None = None
+    """The job-events queue: a promoted run whose deployment is busy leaves its event there with
+    back-off (``ChangeMessageVisibility``); without it the queue's visibility timeout applies."""
+    busy_backoff_base_seconds: int = Field(default=60, ge=0)
+    busy_backoff_max_seconds: int = Field(default=900, ge=0, le=43_200)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> JobEventsSettings:
@@ -49,5 +59,10 @@ class JobEventsSettings(BaseModel):
             "deployments_table": "DEPLOYMENTS_TABLE",
             "deployment_requests_queue_url": "DEPLOYMENT_REQUESTS_QUEUE_URL",
             "alarm_prefix": "ALARM_PREFIX",
+            "retraining_policies_table": "RETRAINING_POLICIES_TABLE",
+            "retraining_runs_table": "RETRAINING_RUNS_TABLE",
+            "job_events_queue_url": "JOB_EVENTS_QUEUE_URL",
+            "busy_backoff_base_seconds": "RETRY_BACKOFF_BASE_SECONDS",
+            "busy_backoff_max_seconds": "RETRY_BACKOFF_MAX_SECONDS",
         }
         return settings_from_env(cls, names, environ)

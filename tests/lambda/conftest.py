@@ -302,3 +302,72 @@ def make() -> SimpleNamespace:
         receive_live=receive_live,
         context=FakeLambdaContext(),
     )
+
+
+# Retraining (issue 12): the policies and runs tables, and record factories -------------------
+
+
+def retraining_policy(tenant_id: str = "acme", **overrides: Any) -> Any:
+    """An ACTIVE retraining policy of ``tenant_id`` for deployment ``thermostat`` (weekly,
+    maximise validation:auc, automatic promotion), as the portal writes it."""
+    from training_common import RetrainingPolicy, new_request_id, new_trigger_token
+
+    now = datetime.now(UTC)
+    values: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "policy_id": "weekly",
+        "deployment_id": "thermostat",
+        "algorithm_id": "xgboost",
+        "schedule_expression": "cron(0 3 ? * MON *)",
+        "schedule_timezone": "Europe/Berlin",
+        "flexible_window_minutes": 15,
+        "dataset_prefix": f"tenants/{tenant_id}/datasets/houses/",
+        "validation_key": f"tenants/{tenant_id}/datasets/holdout/",
+        "hyperparameters": {"num_round": "50"},
+        "tuning": {
+            "objective_metric": "validation:auc",
+            "objective_type": "Maximize",
+            "strategy": "Bayesian",
+            "ranges": [
+                {"name": "eta", "type": "Continuous", "min_value": 0.01, "max_value": 0.5},
+                {"name": "max_depth", "type": "Integer", "min_value": 2, "max_value": 10},
+            ],
+            "max_training_jobs": 6,
+            "max_parallel_training_jobs": 2,
+        },
+        "instance_type": "ml.m5.large",
+        "instance_count": 1,
+        "max_runtime_seconds": 3600,
+        "request_id": new_request_id(),
+        "token": new_trigger_token(),
+        "created_at": now,
+        "updated_at": now,
+        "submitted_by": "alice@example.com",
+    }
+    values.update(overrides)
+    return RetrainingPolicy.model_validate(values)
+
+
+@pytest.fixture
+def retraining(platform: Platform) -> SimpleNamespace:
+    """The ``retraining-policies`` and ``retraining-runs`` tables in moto (env
+    ``RETRAINING_POLICIES_TABLE``, ``RETRAINING_RUNS_TABLE``), their repositories and
+    ``policy(tenant_id="acme", **overrides)``, a policy record factory (not stored)."""
+    from training_common import RetrainingPolicyRepository, RetrainingRunRepository
+
+    create_tables(
+        platform.session.client("dynamodb"),
+        retraining_policies="retraining-policies",
+        retraining_runs="retraining-runs",
+    )
+    return SimpleNamespace(
+        env={
+            "RETRAINING_POLICIES_TABLE": "retraining-policies",
+            "RETRAINING_RUNS_TABLE": "retraining-runs",
+        },
+        policies=RetrainingPolicyRepository.from_table_name(
+            "retraining-policies", platform.session
+        ),
+        runs=RetrainingRunRepository.from_table_name("retraining-runs", platform.session),
+        policy=retraining_policy,
+    )

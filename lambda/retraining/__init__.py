@@ -1,0 +1,1 @@
+"""The retraining handler: makes each policy's EventBridge Scheduler schedule match its record."""
