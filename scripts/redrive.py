@@ -23,6 +23,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 DLQ_OUTPUTS = {
     "training-requests": "TrainingRequestsDlqArn",
     "job-events": "JobEventsDlqArn",
+    "deployment-requests": "DeploymentRequestsDlqArn",
+    "retraining-requests": "RetrainingRequestsDlqArn",
 }
 
 

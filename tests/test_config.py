@@ -648,3 +648,109 @@ def test_serving_settings_from_the_example_environment() -> None:
     serving = load_config(ROOT / "environments" / "example.toml").serving
     assert serving.monitoring_schedule == "cron(0 * ? * * *)"
     assert serving.api_throttle_burst >= serving.api_throttle_rate
+
+
+# --- [retraining] --------------------------------------------------------------------------------
+
+
+def test_retraining_defaults_are_the_contracts_defaults() -> None:
+    from training_common import retraining as contract
+
+    config = parse_config(base())
+    assert config.retraining.default_schedule == contract.DEFAULT_SCHEDULE
+    assert config.retraining.default_timezone == contract.DEFAULT_TIMEZONE
+    flexible = contract.RetrainingPolicy.model_fields["flexible_window_minutes"].default
+    assert config.retraining.flexible_window_minutes == flexible
+    assert config.retraining.schedule_group is None
+    assert config.schedule_group == "dev-retraining"  # <environment name>-retraining
+
+
+def test_schedule_group_can_be_named() -> None:
+    config = parse_config(base(retraining={"schedule_group": "shared.retraining_1"}))
+    assert config.schedule_group == "shared.retraining_1"
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (
+            {"default_schedule": "rate(30 minutes)"},
+            "retraining.default_schedule: 'rate(30 minutes)' is not a retraining schedule: a "
+            "retraining schedule runs at most once an hour",
+        ),
+        (
+            {"default_schedule": "cron(0 3 * * MON *)"},
+            "retraining.default_schedule: 'cron(0 3 * * MON *)' is not a retraining schedule: "
+            "give either day-of-month or day-of-week",
+        ),
+        (
+            {"default_schedule": "cron(*/5 * ? * * *)"},
+            "retraining.default_schedule: 'cron(*/5 * ? * * *)' is not a retraining schedule: "
+            "the minutes field must be one number",
+        ),
+        (
+            {"default_schedule": "at(2026-12-07T03:00:00)"},
+            "retraining.default_schedule: 'at(2026-12-07T03:00:00)' is not a retraining "
+            "schedule: expected rate(...) or cron(...)",
+        ),
+        (
+            {"default_timezone": "Mars/Olympus"},
+            "retraining.default_timezone: unknown time zone 'Mars/Olympus': use an IANA name",
+        ),
+        ({"flexible_window_minutes": -1}, "retraining.flexible_window_minutes"),
+        ({"flexible_window_minutes": 1441}, "retraining.flexible_window_minutes"),
+        (
+            {"schedule_group": "tenants/acme"},
+            "retraining.schedule_group: 'tenants/acme' is not an EventBridge Scheduler schedule "
+            "group name",
+        ),
+        ({"schedule_group": "x" * 65}, "retraining.schedule_group"),
+        (
+            {"schedule_group": "default"},
+            "retraining.schedule_group: 'default' is not an EventBridge Scheduler schedule group "
+            "name for the platform",
+        ),
+        ({"weekly": True}, "retraining.weekly: unknown setting; allowed here: default_schedule"),
+    ],
+)
+def test_retraining_settings_are_validated_with_their_name(
+    settings: dict[str, Any], expected: str
+) -> None:
+    assert expected in error_of(base(retraining=settings))
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "cron(0 3 ? * MON *)",
+        "cron(15 2 1 * ? *)",
+        "cron(0 3 * * MON *)",
+        "cron(*/5 * ? * * *)",
+        "cron(0 3 ? * MON)",
+        "rate(1 hour)",
+        "rate(1 hours)",
+        "rate(2 hour)",
+        "rate(60 minutes)",
+        "rate(59 minutes)",
+        "rate(7 days)",
+        "at(2026-12-07T03:00:00)",
+        "weekly",
+    ],
+)
+def test_schedule_rules_agree_with_the_contract(expression: str) -> None:
+    """The config repeats training_common's rule (the CDK app doesn't import the Lambda
+    package): the same expressions pass and fail, with the same reason."""
+    from training_common import retraining as contract
+
+    from training_platform import config
+
+    ours = config.schedule_expression_problem(expression)
+    assert ours == contract.schedule_expression_problem(expression)
+    assert config.timezone_problem("Europe/Berlin") is None
+    assert config.timezone_problem("Mars/Olympus") == contract.timezone_problem("Mars/Olympus")
+
+
+def test_retraining_settings_of_the_example_environment() -> None:
+    config = load_config(ROOT / "environments" / "example.toml")
+    assert config.retraining.default_schedule == "cron(0 3 ? * MON *)"
+    assert config.schedule_group == "example-retraining"

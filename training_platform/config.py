@@ -15,6 +15,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -373,6 +374,95 @@ class ServingSettings(_Settings):
         return self
 
 
+# Retraining schedules (training_common.retraining's schedule_expression_problem and
+# timezone_problem apply the same rules to each policy; the CDK app does not import the Lambda
+# package, which needs boto3, so the rules are repeated here and tests/test_config.py checks that
+# both agree on the same expressions).
+DEFAULT_RETRAINING_SCHEDULE = "cron(0 3 ? * MON *)"
+_SCHEDULE_GROUP = re.compile(r"^[0-9a-zA-Z._-]{1,64}$")
+_RATE = re.compile(r"^rate\((?P<value>[1-9][0-9]{0,3}) (?P<unit>minutes?|hours?|days?)\)$")
+_CRON = re.compile(r"^cron\((?P<fields>[^()]+)\)$")
+_CRON_MINUTE = re.compile(r"^[0-5]?[0-9]$")
+MAX_FLEXIBLE_WINDOW_MINUTES = 1440  # EventBridge Scheduler's MaximumWindowInMinutes (0: off)
+
+
+def schedule_expression_problem(expression: str) -> str | None:
+    """Why ``expression`` is not a retraining schedule, or None: ``rate(...)`` of at least an
+    hour, or a six-field ``cron(...)`` with one number in the minutes field."""
+    rate = _RATE.fullmatch(expression)
+    if rate:
+        value, unit = int(rate["value"]), rate["unit"]
+        if (value == 1) != (not unit.endswith("s")):
+            return f"write rate({value} {unit.rstrip('s') if value == 1 else unit + 's'})"
+        if unit.startswith("minute") and value < 60:
+            return "a retraining schedule runs at most once an hour: use 60 minutes or more"
+        return None
+    cron = _CRON.fullmatch(expression)
+    if cron:
+        fields = cron["fields"].split()
+        if len(fields) != 6:
+            return (
+                "a cron expression has six fields: "
+                "minutes hours day-of-month month day-of-week year"
+            )
+        if not _CRON_MINUTE.fullmatch(fields[0]):
+            return "the minutes field must be one number (0-59): a policy runs at most once an hour"
+        if fields[2] != "?" and fields[4] != "?":
+            return "give either day-of-month or day-of-week, and ? for the other"
+        return None
+    return "expected rate(...) or cron(...), for example " + DEFAULT_RETRAINING_SCHEDULE
+
+
+def timezone_problem(name: str) -> str | None:
+    """Why ``name`` is not an IANA time zone, or None."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin or UTC"
+    return None
+
+
+def _retraining_schedule(value: str) -> str:
+    problem = schedule_expression_problem(value)
+    if problem:
+        raise ValueError(f"{value!r} is not a retraining schedule: {problem}")
+    return value
+
+
+def _timezone(value: str) -> str:
+    problem = timezone_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _schedule_group(value: str) -> str:
+    if not _SCHEDULE_GROUP.match(value) or value == "default":
+        raise ValueError(
+            f"{value!r} is not an EventBridge Scheduler schedule group name for the platform; "
+            "expected 1-64 letters, digits, '.', '_' or '-', and not 'default' (the account's "
+            "own group)"
+        )
+    return value
+
+
+class RetrainingSettings(_Settings):
+    """Continuous retraining: the platform's EventBridge Scheduler group, and the defaults the
+    portal's policy form offers (a tenant may change them per policy)."""
+
+    # The schedule group that holds every tenant's retraining schedules; unset:
+    # '<environment name>-retraining'.
+    schedule_group: Annotated[str, AfterValidator(_schedule_group)] | None = None
+    # When a new policy runs, unless the tenant chooses otherwise (weekly, Mondays 03:00).
+    default_schedule: Annotated[str, AfterValidator(_retraining_schedule)] = (
+        DEFAULT_RETRAINING_SCHEDULE
+    )
+    # The IANA time zone of the default schedule.
+    default_timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+    # Scheduler's flexible time window of a new policy (0: the run starts at the slot).
+    flexible_window_minutes: int = Field(default=15, ge=0, le=MAX_FLEXIBLE_WINDOW_MINUTES)
+
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
 
 
@@ -471,6 +561,7 @@ class PlatformConfig(_Settings):
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     portal: PortalSettings
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    retraining: RetrainingSettings = Field(default_factory=RetrainingSettings)
     compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
 
     @model_validator(mode="after")
@@ -572,6 +663,12 @@ class PlatformConfig(_Settings):
         """Prefix of every endpoint alarm the deploy handler creates ('<stack prefix>-endpoint'):
         what its PutMetricAlarm grant and the EventBridge rules on alarm state match."""
         return f"{self.stack_prefix}-endpoint"
+
+    @property
+    def schedule_group(self) -> str:
+        """The EventBridge Scheduler group of the retraining schedules: ``retraining.
+        schedule_group``, or '<name>-retraining'."""
+        return self.retraining.schedule_group or f"{self.name}-retraining"
 
 
 def _format_error(error: Any, model: type[BaseModel]) -> str:

@@ -116,6 +116,7 @@ def add_platform(scope: Construct, config: PlatformConfig) -> dict[str, Any]:
         data_lake=data_lake,
         settings=config.training,
         serving=config.serving,
+        schedule_group=config.schedule_group,
         alarm_prefix=config.alarm_prefix,
         log_retention_days=config.log_retention_days,
         removal_policy=policy,
@@ -136,6 +137,7 @@ def add_platform(scope: Construct, config: PlatformConfig) -> dict[str, Any]:
         training=training,
         settings=config.portal,
         serving=config.serving,
+        retraining=config.retraining,
         log_retention_days=config.log_retention_days,
         removal_policy=policy,
     )

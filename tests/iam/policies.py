@@ -37,6 +37,7 @@ _ARN_FORMATS = {
     "AWS::EC2::SecurityGroup": "arn:{p}:ec2:{r}:{a}:security-group/{name}",
     "AWS::EC2::Subnet": "arn:{p}:ec2:{r}:{a}:subnet/{name}",
     "AWS::Cognito::UserPool": "arn:{p}:cognito-idp:{r}:{a}:userpool/{name}",
+    "AWS::Scheduler::ScheduleGroup": "arn:{p}:scheduler:{r}:{a}:schedule-group/{name}",
 }
 _NAME_PROPERTIES = {
     "AWS::S3::Bucket": "BucketName",
@@ -48,6 +49,7 @@ _NAME_PROPERTIES = {
     "AWS::Lambda::Function": "FunctionName",
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::ECR::Repository": "RepositoryName",
+    "AWS::Scheduler::ScheduleGroup": "Name",
 }
 
 

@@ -18,7 +18,9 @@ a test that passes because it evaluates nothing would pass those too.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +95,18 @@ class Platform:
         self.inference_role = d.find("Portal", "AWS::IAM::Role", "InferenceHandlerRole")
         self.user_pool = d.find("Portal", "AWS::Cognito::UserPool", "SignInUserPool")
         self.alarm_prefix = synthesized.platform.training.serving.alarm_prefix
+        # Retraining (constructs/retraining.py).
+        self.policies = d.find("Training", "AWS::DynamoDB::Table", "RetrainingPolicies")
+        self.runs = d.find("Training", "AWS::DynamoDB::Table", "RetrainingRuns")
+        self.retraining_queue = d.find("Training", "AWS::SQS::Queue", "RetrainingRequests7")
+        self.retraining_dlq = d.find("Training", "AWS::SQS::Queue", "RetrainingRequestsDeadLetters")
+        self.scheduler_dlq = d.find("Training", "AWS::SQS::Queue", "RetrainingSchedulerDeadLetters")
+        self.events_queue = d.find("Training", "AWS::SQS::Queue", "JobEventsCA")
+        self.training_key = d.find("Training", "AWS::KMS::Key", "Key961B73FD")
+        self.schedule_group = d.find("Training", "AWS::Scheduler::ScheduleGroup", "Retraining")
+        self.scheduler_role = d.find("Training", "AWS::IAM::Role", "RetrainingSchedulerRole")
+        self.retraining_role = d.find("Training", "AWS::IAM::Role", "RetrainingHandlerRole")
+        self.group_name = synthesized.platform.training.retraining.schedule_group_name
 
     def session(self, role: tuple[str, str], name: str) -> str:
         return f"arn:aws:sts::{self.account}:assumed-role/{self.deployed.name(*role)}/{name}"
@@ -118,6 +132,13 @@ class Platform:
 
     def alarm(self, name: str) -> str:
         return f"arn:aws:cloudwatch:{self.region}:{self.account}:alarm:{name}"
+
+    def schedule(self, name: str, group: str | None = None) -> str:
+        """A schedule's ARN: schedule/<group>/<name> (the platform's group unless named)."""
+        return (
+            f"arn:aws:scheduler:{self.region}:{self.account}:"
+            f"schedule/{group or self.group_name}/{name}"
+        )
 
 
 def evaluate(cases: list[Case], platform: Platform) -> list[tuple[Case, str, Any]]:
@@ -197,6 +218,11 @@ def tenant_matrix(p: Platform, tenant_policies: list[dict[str, Any]]) -> list[Ca
         s3_object(acme, action, data("tenants/globex/datasets/readings.csv"), DENIED)
         s3_object(acme, action, data("tenants/acme2/datasets/readings.csv"), DENIED)
         s3_object(untagged, action, data("tenants/acme/datasets/readings.csv"), DENIED)
+    # A retraining run's manifest is the platform's: the tenant reads it, never rewrites it.
+    manifest = data("tenants/acme/retraining/weekly/20261207030000/manifest.json")
+    s3_object(acme, "s3:GetObject", manifest, ALLOWED)
+    for action in ("s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"):
+        s3_object(acme, action, manifest, DENIED)
     model = "tenants/{}/jobs/{}-0001/output/model.tar.gz"
     s3_object(acme, "s3:GetObject", artifacts(model.format("acme", "acme")), ALLOWED)
     s3_object(acme, "s3:GetObject", artifacts(model.format("globex", "globex")), DENIED)
@@ -310,6 +336,53 @@ def tenant_matrix(p: Platform, tenant_policies: list[dict[str, Any]]) -> list[Ca
     cases.append(Case(untagged, "sqs:SendMessage", queue, DENIED))
     cases.append(Case(acme, "sqs:ReceiveMessage", queue, DENIED))
     cases += tenant_serving_cases(p, acme, untagged)
+    cases += tenant_retraining_cases(p, acme, untagged)
+    return cases
+
+
+def tenant_retraining_cases(p: Platform, acme: Principal, untagged: Principal) -> list[Case]:
+    """Retraining: the tenant's policies (the portal creates, edits and lists them) and their
+    requests; runs only read (the handlers write them); no schedule, role or scheduler queue
+    directly: the retraining handler applies the policy."""
+    d = p.deployed
+    policies = d.arn(*p.policies)
+    runs = d.arn(*p.runs)
+    cases: list[Case] = []
+
+    def item(principal: Principal, action: str, table: str, keys: list[str], expected: str) -> None:
+        cases.append(Case(principal, action, table, expected, {"dynamodb:LeadingKeys": keys}))
+
+    for table, actions in (
+        (policies, ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query")),
+        (runs, ("dynamodb:GetItem", "dynamodb:Query")),
+    ):
+        for action in actions:
+            item(acme, action, table, ["acme"], ALLOWED)
+            item(acme, action, table, ["globex"], DENIED)
+            item(acme, action, table, ["acme2"], DENIED)
+            item(acme, action, table, ["acme", "globex"], DENIED)
+            item(untagged, action, table, ["acme"], DENIED)
+        item(acme, "dynamodb:DeleteItem", table, ["acme"], DENIED)
+        item(acme, "dynamodb:UpdateItem", table, ["acme"], DENIED)
+        item(acme, "dynamodb:BatchWriteItem", table, ["acme"], DENIED)
+        item(acme, "dynamodb:Scan", table, [], DENIED)
+    item(acme, "dynamodb:PutItem", runs, ["acme"], DENIED)  # a tenant never writes a run
+    queue = d.arn(*p.retraining_queue)
+    cases += [
+        Case(acme, "sqs:SendMessage", queue, ALLOWED),
+        Case(untagged, "sqs:SendMessage", queue, DENIED),
+        Case(acme, "sqs:ReceiveMessage", queue, DENIED),
+        Case(acme, "sqs:SendMessage", d.arn(*p.scheduler_dlq), DENIED),
+        Case(acme, "scheduler:CreateSchedule", p.schedule("acme-weekly"), DENIED),
+        Case(acme, "scheduler:UpdateSchedule", p.schedule("globex-weekly"), DENIED),
+        Case(
+            acme,
+            "iam:PassRole",
+            d.arn(*p.scheduler_role),
+            DENIED,
+            {"iam:PassedToService": "scheduler.amazonaws.com"},
+        ),
+    ]
     return cases
 
 
@@ -808,6 +881,7 @@ def platform_matrix(p: Platform) -> list[Case]:
     )
     cases += deploy_cases(p, deploy)
     cases += serving_role_cases(p, instance, events)
+    cases += retraining_role_cases(p, launch, events)
     # The handlers: what they do for acme's jobs.
     cases += [
         Case(
@@ -983,8 +1057,9 @@ def isolated_job_cases(launch: Principal, action: str, job: str) -> list[Case]:
 
 def job_events_registry_cases(p: Platform, events: Principal) -> list[Case]:
     """The job-events handler follows jobs, keeps the registry (groups with a tenant tag,
-    versions only pending approval, never a decision), reads metrics, writes trials, model
-    versions and the metrics document into the job's prefix."""
+    versions only pending approval; a decision only Approved or Rejected, a retraining run's
+    promotion rule), reads metrics, writes trials, model versions and the metrics document into
+    the job's prefix."""
     d = p.deployed
     tuning = p.tuning_job(tuning_job_name("acme-0001"))
     version = p.model_package("acme", 1)
@@ -1049,10 +1124,33 @@ def job_events_registry_cases(p: Platform, events: Principal) -> list[Case]:
             DENIED,
             pending,
         ),
+        # A retraining run's promotion rule approves or rejects its version; nothing else.
         Case(
             events,
             "sagemaker:UpdateModelPackage",
             version,
+            ALLOWED,
+            {"sagemaker:ModelApprovalStatus": "Approved"},
+        ),
+        Case(
+            events,
+            "sagemaker:UpdateModelPackage",
+            version,
+            ALLOWED,
+            {"sagemaker:ModelApprovalStatus": "Rejected"},
+        ),
+        Case(
+            events,
+            "sagemaker:UpdateModelPackage",
+            version,
+            DENIED,
+            {"sagemaker:ModelApprovalStatus": "PendingManualApproval"},
+        ),
+        Case(events, "sagemaker:UpdateModelPackage", version, DENIED),
+        Case(
+            events,
+            "sagemaker:UpdateModelPackage",
+            p.sagemaker("model-package/acme-experiments/1"),
             DENIED,
             {"sagemaker:ModelApprovalStatus": "Approved"},
         ),
@@ -1113,6 +1211,196 @@ def job_events_registry_cases(p: Platform, events: Principal) -> list[Case]:
         item("dynamodb:UpdateItem", p.models, ALLOWED),
         item("dynamodb:DeleteItem", p.models, DENIED),
         item("dynamodb:Scan", p.models, DENIED),
+    ]
+
+
+def scheduler_principals(p: Platform) -> tuple[Principal, Principal]:
+    """(the scheduler role's session, the retraining handler's session)."""
+    d = p.deployed
+    scheduler = Principal(
+        "scheduler role",
+        p.session(p.scheduler_role, "schedule"),
+        d.role_policies(*p.scheduler_role),
+    )
+    retraining = Principal(
+        "retraining handler",
+        p.session(p.retraining_role, "retraining"),
+        d.role_policies(*p.retraining_role),
+    )
+    return scheduler, retraining
+
+
+def scheduler_role_cases(p: Platform, scheduler: Principal) -> list[Case]:
+    """The scheduler role sends to the training-requests queue and the scheduler's DLQ, with the
+    training key through SQS, and nothing else; only Scheduler assumes it, for this account's
+    schedules of the platform's group."""
+    d = p.deployed
+    key = d.arn(*p.training_key)
+    key_policy = d.resource_policy(*p.training_key)
+    via_sqs = {"kms:ViaService": f"sqs.{p.region}.amazonaws.com"}
+    cases = [
+        Case(scheduler, "sqs:SendMessage", d.arn(*p.requests_queue), ALLOWED),
+        Case(scheduler, "sqs:SendMessage", d.arn(*p.scheduler_dlq), ALLOWED),
+        Case(scheduler, "sqs:SendMessage", d.arn(*p.retraining_queue), DENIED),
+        Case(scheduler, "sqs:SendMessage", d.arn(*p.retraining_dlq), DENIED),
+        Case(scheduler, "sqs:SendMessage", d.arn(*p.deployment_queue), DENIED),
+        Case(scheduler, "sqs:SendMessage", d.arn(*p.events_queue), DENIED),
+        Case(scheduler, "sqs:ReceiveMessage", d.arn(*p.requests_queue), DENIED),
+        Case(scheduler, "sqs:DeleteMessage", d.arn(*p.scheduler_dlq), DENIED),
+        Case(scheduler, "kms:GenerateDataKey", key, ALLOWED, via_sqs, key_policy),
+        Case(scheduler, "kms:Decrypt", key, ALLOWED, via_sqs, key_policy),
+        Case(scheduler, "kms:Decrypt", key, DENIED, {}, key_policy),
+        Case(
+            scheduler,
+            "kms:Decrypt",
+            key,
+            DENIED,
+            {"kms:ViaService": f"dynamodb.{p.region}.amazonaws.com"},
+            key_policy,
+        ),
+        Case(
+            scheduler,
+            "dynamodb:GetItem",
+            d.arn(*p.policies),
+            DENIED,
+            {"dynamodb:LeadingKeys": ["acme"]},
+        ),
+        Case(scheduler, "scheduler:CreateSchedule", p.schedule("acme-weekly"), DENIED),
+    ]
+    service = Principal("scheduler.amazonaws.com", "scheduler.amazonaws.com", [])
+    role = d.arn(*p.scheduler_role)
+    trust = d.resource_policy(*p.scheduler_role)
+    group = d.arn(*p.schedule_group)
+    other_group = group.rsplit("/", 1)[0] + "/default"
+    for account, source, expected in (
+        (p.account, group, ALLOWED),
+        (p.account, other_group, DENIED),
+        ("222222222222", group.replace(p.account, "222222222222"), DENIED),
+    ):
+        cases.append(
+            Case(
+                service,
+                "sts:AssumeRole",
+                role,
+                expected,
+                {"aws:SourceAccount": account, "aws:SourceArn": source},
+                trust,
+            )
+        )
+    return cases
+
+
+def retraining_handler_cases(p: Platform, retraining: Principal) -> list[Case]:
+    """The retraining handler: schedules of the platform's group only, the scheduler role only
+    to Scheduler, the policies table, its own queues; no run, no other group, no group itself."""
+    d = p.deployed
+
+    def item(action: str, table: tuple[str, str], expected: str) -> Case:
+        return Case(retraining, action, d.arn(*table), expected, {"dynamodb:LeadingKeys": ["acme"]})
+
+    cases = []
+    for action in (
+        "scheduler:CreateSchedule",
+        "scheduler:UpdateSchedule",
+        "scheduler:DeleteSchedule",
+        "scheduler:GetSchedule",
+    ):
+        cases += [
+            Case(retraining, action, p.schedule("acme-weekly"), ALLOWED),
+            Case(retraining, action, p.schedule("acme-weekly", group="default"), DENIED),
+            Case(retraining, action, p.schedule("acme-weekly", group="other-retraining"), DENIED),
+        ]
+    group = d.arn(*p.schedule_group)
+    cases += [
+        Case(retraining, "scheduler:DeleteScheduleGroup", group, DENIED),
+        Case(retraining, "scheduler:CreateScheduleGroup", group, DENIED),
+        Case(retraining, "scheduler:ListSchedules", "*", DENIED),
+        Case(
+            retraining,
+            "iam:PassRole",
+            d.arn(*p.scheduler_role),
+            ALLOWED,
+            {"iam:PassedToService": "scheduler.amazonaws.com"},
+        ),
+        Case(
+            retraining,
+            "iam:PassRole",
+            d.arn(*p.scheduler_role),
+            DENIED,
+            {"iam:PassedToService": "lambda.amazonaws.com"},
+        ),
+        Case(
+            retraining,
+            "iam:PassRole",
+            d.arn(*p.execution_role),
+            DENIED,
+            {"iam:PassedToService": "scheduler.amazonaws.com"},
+        ),
+        item("dynamodb:GetItem", p.policies, ALLOWED),
+        item("dynamodb:PutItem", p.policies, ALLOWED),
+        item("dynamodb:DeleteItem", p.policies, DENIED),
+        item("dynamodb:PutItem", p.runs, DENIED),
+        item("dynamodb:GetItem", p.jobs, DENIED),
+        Case(retraining, "sqs:SendMessage", d.arn(*p.retraining_dlq), ALLOWED),
+        Case(retraining, "sqs:ChangeMessageVisibility", d.arn(*p.retraining_queue), ALLOWED),
+        Case(retraining, "sqs:SendMessage", d.arn(*p.requests_queue), DENIED),
+        Case(retraining, "sqs:SendMessage", d.arn(*p.scheduler_dlq), DENIED),
+    ]
+    return cases
+
+
+def retraining_role_cases(p: Platform, launch: Principal, events: Principal) -> list[Case]:
+    """The scheduler role, the retraining handler, and what the launch handler (plans a run,
+    writes its manifest) and the job-events handler (decides) may do with retraining's tables."""
+    d = p.deployed
+    scheduler, retraining = scheduler_principals(p)
+    data_policy = d.resource_policy(*p.data_bucket)
+    manifest = "tenants/acme/retraining/weekly/20261207030000/manifest.json"
+
+    def item(principal: Principal, action: str, table: tuple[str, str], expected: str) -> Case:
+        return Case(principal, action, d.arn(*table), expected, {"dynamodb:LeadingKeys": ["acme"]})
+
+    def data(principal: Principal, action: str, key: str, expected: str) -> Case:
+        return Case(principal, action, p.object(p.data_bucket, key), expected, {}, data_policy)
+
+    return [
+        *scheduler_role_cases(p, scheduler),
+        *retraining_handler_cases(p, retraining),
+        item(launch, "dynamodb:GetItem", p.policies, ALLOWED),
+        item(launch, "dynamodb:PutItem", p.policies, ALLOWED),
+        item(launch, "dynamodb:PutItem", p.runs, ALLOWED),
+        item(launch, "dynamodb:PutItem", p.jobs, ALLOWED),
+        item(launch, "dynamodb:GetItem", p.models, ALLOWED),
+        item(launch, "dynamodb:GetItem", p.deployments, ALLOWED),
+        item(launch, "dynamodb:PutItem", p.deployments, DENIED),
+        item(launch, "dynamodb:PutItem", p.models, DENIED),
+        item(launch, "dynamodb:DeleteItem", p.runs, DENIED),
+        data(launch, "s3:PutObject", manifest, ALLOWED),
+        data(launch, "s3:PutObject", "tenants/acme/datasets/readings.csv", DENIED),
+        data(launch, "s3:GetObject", manifest, ALLOWED),
+        data(launch, "s3:DeleteObject", manifest, DENIED),
+        Case(
+            launch,
+            "s3:ListBucket",
+            d.arn(*p.data_bucket),
+            ALLOWED,
+            {"s3:prefix": "tenants/acme/datasets/readings/"},
+            data_policy,
+        ),
+        Case(
+            launch,
+            "s3:ListBucket",
+            d.arn(*p.data_bucket),
+            DENIED,
+            {"s3:prefix": "algorithms/"},
+            data_policy,
+        ),
+        Case(launch, "scheduler:CreateSchedule", p.schedule("acme-weekly"), DENIED),
+        item(events, "dynamodb:GetItem", p.runs, ALLOWED),
+        item(events, "dynamodb:PutItem", p.runs, ALLOWED),
+        item(events, "dynamodb:PutItem", p.policies, ALLOWED),
+        item(events, "dynamodb:DeleteItem", p.policies, DENIED),
+        Case(events, "scheduler:DeleteSchedule", p.schedule("acme-weekly"), DENIED),
     ]
 
 
@@ -1218,6 +1506,11 @@ def _without_decision_attributes(policies: list[dict[str, Any]]) -> None:
             "dynamodb:Attributes=['tenant_id', 'job_id', 'approval_status'] "
             "dynamodb:LeadingKeys=['acme']",
         ),
+        (_without_leading_keys, "acme | dynamodb:GetItem | {runs} dynamodb:LeadingKeys=['globex']"),
+        (
+            _without_leading_keys,
+            "acme | dynamodb:PutItem | {policies} dynamodb:LeadingKeys=['acme2']",
+        ),
     ],
     ids=[
         "no LeadingKeys condition",
@@ -1229,6 +1522,8 @@ def _without_decision_attributes(policies: list[dict[str, Any]]) -> None:
         "no tenant in the model package ARN",
         "no approval status condition",
         "no attribute limit on decisions",
+        "no LeadingKeys condition on the retraining runs",
+        "no LeadingKeys condition on the retraining policies",
     ],
 )
 def test_the_matrix_fails_when_a_tenant_condition_is_removed(
@@ -1247,6 +1542,8 @@ def test_the_matrix_fails_when_a_tenant_condition_is_removed(
         tuning=platform.tuning_job(tuning_job_name("globex-0001")),
         acme2_version=platform.model_package("acme2", 1),
         own_version=platform.model_package("acme", 3),
+        runs=platform.deployed.arn(*platform.runs),
+        policies=platform.deployed.arn(*platform.policies),
     )
     assert any(line.startswith(f"{expected}: expected Denied, got Allowed") for line in flipped), (
         "\n".join(flipped) or table(decisions)
@@ -1790,3 +2087,109 @@ def test_the_deploy_matrix_fails_when_a_guardrail_is_removed(
     assert any(all(case.context.get(k) == v for k, v in context.items()) for case in flipped), (
         table(decisions)
     )
+
+
+# The retraining guardrails, removed one at a time: the row that checks each must then flip.
+
+
+def _any_schedule_group(policies: list[dict[str, Any]]) -> None:
+    for statement in _statements(policies):
+        if "scheduler:" in json.dumps(statement["Action"]):
+            resources = json.dumps(statement["Resource"])
+            statement["Resource"] = json.loads(
+                re.sub(r"schedule/[^/]+/\*", "schedule/*", resources)
+            )
+
+
+def _without_source_arn(trust: dict[str, Any]) -> None:
+    for statement in trust["Statement"]:
+        statement.get("Condition", {}).pop("ArnEquals", None)
+
+
+@pytest.mark.parametrize(
+    ("principal", "mutation", "must_flip"),
+    [
+        (
+            "retraining",
+            _without_sid_condition(
+                "PassTheSchedulerRoleToSchedulerOnly", "StringEquals", "iam:PassedToService"
+            ),
+            "retraining handler | iam:PassRole | {scheduler_role} "
+            "iam:PassedToService=lambda.amazonaws.com",
+        ),
+        (
+            "retraining",
+            _any_schedule_group,
+            "retraining handler | scheduler:CreateSchedule | {other_group_schedule}",
+        ),
+        (
+            "scheduler",
+            lambda policies: [
+                s.update(Resource="*")
+                for s in _statements(policies)
+                if s.get("Sid") == "SendTriggersAndUndeliveredTriggers"
+            ],
+            "scheduler role | sqs:SendMessage | {retraining_queue}",
+        ),
+        (
+            "scheduler",
+            _without_sid_condition("TrainingKeyThroughSqsOnly", "StringEquals", "kms:ViaService"),
+            "scheduler role | kms:Decrypt | {training_key}",
+        ),
+    ],
+    ids=[
+        "PassRole without the service condition",
+        "schedules of any group",
+        "the scheduler role on every queue",
+        "the training key outside SQS",
+    ],
+)
+def test_the_retraining_matrix_fails_when_a_guardrail_is_removed(
+    platform: Platform,
+    principal: str,
+    mutation: Callable[[list[dict[str, Any]]], None],
+    must_flip: str,
+) -> None:
+    d = platform.deployed
+    scheduler, retraining = scheduler_principals(platform)
+    chosen = retraining if principal == "retraining" else scheduler
+    policies = copy.deepcopy(chosen.policies)
+    mutation(policies)
+    mutated = Principal(chosen.label, chosen.arn, policies)
+    cases = (
+        retraining_handler_cases(platform, mutated)
+        if principal == "retraining"
+        else scheduler_role_cases(platform, mutated)
+    )
+    flipped = mismatches(evaluate(cases, platform))
+    expected = must_flip.format(
+        scheduler_role=d.arn(*platform.scheduler_role),
+        other_group_schedule=platform.schedule("acme-weekly", group="default"),
+        retraining_queue=d.arn(*platform.retraining_queue),
+        training_key=d.arn(*platform.training_key),
+    )
+    assert any(
+        line.startswith(f"{expected}") and "expected Denied, got Allowed" in line
+        for line in flipped
+    ), "\n".join(flipped)
+
+
+def test_the_scheduler_trust_fails_without_the_source_condition(platform: Platform) -> None:
+    """Without aws:SourceArn, Scheduler could assume the role for any group's schedules."""
+    d = platform.deployed
+    scheduler, _ = scheduler_principals(platform)
+    cases = scheduler_role_cases(platform, scheduler)
+    trust = copy.deepcopy(d.resource_policy(*platform.scheduler_role))
+    assert trust is not None
+    _without_source_arn(trust)
+    mutated = [
+        dataclasses.replace(c, resource_policy=trust) if c.action == "sts:AssumeRole" else c
+        for c in cases
+    ]
+    flipped = mismatches(evaluate(mutated, platform))
+    assert any(
+        line.startswith("scheduler.amazonaws.com | sts:AssumeRole")
+        and "schedule-group/default" in line
+        and "expected Denied, got Allowed" in line
+        for line in flipped
+    ), "\n".join(flipped)

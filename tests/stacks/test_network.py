@@ -80,6 +80,7 @@ def test_interface_endpoints_cover_private_workloads(full: Synthesized) -> None:
         "ssmmessages",
         "ec2messages",
         "kms",
+        "scheduler",  # the retraining handler's calls to EventBridge Scheduler
     }
     rendered = " ".join(str(e["ServiceName"]) for e in endpoints)
     for service in required:

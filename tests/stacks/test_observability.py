@@ -56,6 +56,10 @@ EXPECTED_ALARMS = {
     "LaunchHandlerErrors",
     "JobEventsHandlerErrors",
     "TrainingJobsFailing",
+    "RetrainingRequestsDeadLetters",
+    "RetrainingRequestsAge",
+    "SchedulerDeadLetters",
+    "RetrainingHandlerErrors",
     "Portal5xxRate",
     "PortalUnhealthyHosts",
 }

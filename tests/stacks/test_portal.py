@@ -453,13 +453,16 @@ def test_tenant_sessions_may_queue_requests_and_nothing_more(full: Synthesized) 
         if k.startswith("TenantRequestsPolicy")
     ]
     assert "TenantAccessRole" in flat(policy["Roles"][0])
-    send, deploy, key = policy["PolicyDocument"]["Statement"]
-    assert send["Action"] == deploy["Action"] == "sqs:SendMessage"
+    send, deploy, retrain, key = policy["PolicyDocument"]["Statement"]
+    assert send["Action"] == deploy["Action"] == retrain["Action"] == "sqs:SendMessage"
     assert "TrainingRequests" in flat(send["Resource"]) and "DeadLetters" not in flat(
         send["Resource"]
     )
     assert "DeploymentRequests" in flat(deploy["Resource"])
     assert "DeadLetters" not in flat(deploy["Resource"])
+    # Retraining policies: apply or delete a schedule (services/retraining.py).
+    assert "RetrainingRequests" in flat(retrain["Resource"])
+    assert "DeadLetters" not in flat(retrain["Resource"])
     assert flat(key["Condition"]["StringEquals"]["kms:ViaService"]).startswith("sqs.")
 
 

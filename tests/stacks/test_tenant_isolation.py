@@ -316,7 +316,11 @@ def test_registry_arns_name_the_group_the_domain_package_names() -> None:
 
 
 def test_sessions_without_a_tenant_tag_are_denied_everything(synthesized: Synthesized) -> None:
-    denies = [s for s in tenant_role_statements(synthesized) if s["Effect"] == "Deny"]
+    denies = [
+        s
+        for s in tenant_role_statements(synthesized)
+        if s["Effect"] == "Deny" and s["Sid"] != "DenyWritingPlatformManifests"
+    ]
     assert denies == [
         {
             "Action": ["dynamodb:*", "kms:*", "s3:*", "sagemaker:*", "sqs:*"],
@@ -326,6 +330,24 @@ def test_sessions_without_a_tenant_tag_are_denied_everything(synthesized: Synthe
             "Sid": "DenyWithoutTenantTag",
         }
     ]
+
+
+def test_a_tenant_session_cannot_rewrite_a_retraining_manifest(synthesized: Synthesized) -> None:
+    """The launch handler checks a run's manifest before the launch and SageMaker reads it when
+    the job starts: no tenant may write it in between (the Allow on the tenant's own prefix
+    would otherwise cover it)."""
+    [deny] = [
+        s
+        for s in tenant_role_statements(synthesized)
+        if s.get("Sid") == "DenyWritingPlatformManifests"
+    ]
+    assert deny["Effect"] == "Deny"
+    assert sorted(deny["Action"]) == ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:PutObject"]
+    assert "Condition" not in deny
+    resources = deny["Resource"] if isinstance(deny["Resource"], list) else [deny["Resource"]]
+    assert resources and all(
+        json.dumps(r).endswith('/tenants/*/retraining/*"]]}') for r in resources
+    ), resources
 
 
 def test_trust_policy_requires_the_portal_and_a_well_formed_tenant_tag(full: Synthesized) -> None:

@@ -36,6 +36,8 @@ def test_stateful_logical_ids_are_pinned(full: Synthesized) -> None:
         "JobsDF1CC2D4",
         "ModelsC55D3500",
         "Notifications87298708",
+        "RetrainingPolicies25EAB86D",
+        "RetrainingRuns6A49962D",
         "ServingApiClients3D240373",
         "ServingDeploymentsEFC1ECDC",
         "TenantsA9C48FD3",
@@ -45,6 +47,9 @@ def test_stateful_logical_ids_are_pinned(full: Synthesized) -> None:
     assert sorted(of_type(full, "AWS::SQS::Queue")) == [
         "JobEventsCA70BF1D",
         "JobEventsDeadLettersF634CC1A",
+        "RetrainingRequests799BD652",
+        "RetrainingRequestsDeadLettersA893BEDD",
+        "RetrainingSchedulerDeadLetters0D06681B",
         "ServingDeploymentRequests9B475FEC",
         "ServingDeploymentRequestsDeadLetters61A778C3",
         "TrainingRequests0A76EDE1",
@@ -237,7 +242,7 @@ def test_each_handler_has_its_own_role(full: Synthesized) -> None:
         for f in of_type(full, "AWS::Lambda::Function").values()
         if f["Properties"].get("Handler", "").endswith(".app.handler")
     }
-    assert len(roles) == 3  # launch, job-events, deploy
+    assert len(roles) == 4  # launch, job-events, deploy, retraining
 
 
 def test_launch_role_can_create_only_isolated_encrypted_jobs(full: Synthesized) -> None:
@@ -327,7 +332,8 @@ def test_job_events_role_registers_versions_pending_approval_only(full: Synthesi
         for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
         if a.startswith("sagemaker:")
     )
-    # Nothing that approves, deletes, stops or starts anything.
+    # Nothing that deletes, stops or starts anything; the one decision it makes is a retraining
+    # run's promotion rule (UpdateModelPackage, conditioned: test_retraining.py).
     assert sagemaker_actions == [
         "sagemaker:AddTags",
         "sagemaker:CreateModelPackage",
@@ -341,7 +347,12 @@ def test_job_events_role_registers_versions_pending_approval_only(full: Synthesi
         "sagemaker:DescribeProcessingJob",
         "sagemaker:DescribeTrainingJob",
         "sagemaker:ListTags",
+        "sagemaker:UpdateModelPackage",
     ]
+    [update] = [s for s in by_sid.values() if s["Action"] == "sagemaker:UpdateModelPackage"]
+    assert update["Condition"] == {
+        "StringEquals": {"sagemaker:ModelApprovalStatus": ["Approved", "Rejected"]}
+    }
 
 
 def test_job_events_role_reads_metrics_and_writes_trials_models_and_metrics_documents(

@@ -28,6 +28,9 @@ MODEL_ARTIFACTS = f"{TENANTS}*/jobs/*/output/*"
 CAPTURE_OBJECTS = f"{TENANTS}*/monitoring/*/capture/*"
 MONITORING_OBJECTS = f"{TENANTS}*/monitoring/*"
 DATASET_OBJECTS = f"{TENANTS}*/datasets/*"
+# Retraining (training_common.retraining.manifest_key): each run's SageMaker manifest of the
+# objects it trains on, tenants/<tenant>/retraining/<policy>/<slot>/manifest.json.
+RETRAINING_MANIFESTS = f"{TENANTS}*/retraining/*"
 
 
 def _list_prefix(sid: str, bucket: s3.IBucket, prefix: str) -> iam.PolicyStatement:
@@ -54,7 +57,9 @@ class DataAccessPolicies(Construct):
     job's prefix of the artifacts bucket (the job-events handler). ``endpoints``: what SageMaker
     endpoints read (model artifacts) and write (data capture). ``monitoring``: what the
     data-quality baseline and Model Monitor jobs read (datasets, captured data) and write
-    (baselines and reports under the monitoring prefix)."""
+    (baselines and reports under the monitoring prefix). ``retraining_manifests``: listing
+    tenants' data (a run's new objects and feedback) and writing each run's manifest under
+    ``tenants/<tenant>/retraining/`` (the launch handler)."""
 
     def __init__(
         self,
@@ -244,3 +249,29 @@ class DataAccessPolicies(Construct):
                 "own tenant (tenants/<tenant>/...), and network isolation keeps the container "
                 "from calling AWS itself.",
             )
+
+        self.retraining_manifests = iam.ManagedPolicy(
+            self,
+            "RetrainingManifests",
+            description="Retraining runs: list tenants' data, write and check each run's manifest",
+            statements=[
+                _list_prefix("ListTenantData", data_bucket, TENANTS),
+                iam.PolicyStatement(
+                    sid="WriteAndCheckRetrainingManifests",
+                    actions=["s3:PutObject", "s3:GetObject"],
+                    resources=[data_bucket.arn_for_objects(RETRAINING_MANIFESTS)],
+                ),
+                _key_through_s3(self, data_key, ["kms:Decrypt", "kms:GenerateDataKey"]),
+            ],
+        )
+        acknowledge(
+            self.retraining_manifests,
+            f"AwsSolutions-IAM5[Resource::<TenantDataBucket7376A0FC.Arn>/{RETRAINING_MANIFESTS}]",
+            "The launch handler plans every tenant's scheduled retraining runs and writes each "
+            "run's manifest as tenants/<tenant>/retraining/<policy>/<slot>/manifest.json, the "
+            "tenant taken from the policy record the trigger's token matched; the wildcards are "
+            "tenant, policy and slot, known only at run time. It writes manifests and reads "
+            "them back (before a launch it checks that every entry is the tenant's own data), "
+            "reads no other object and deletes none (listing is limited to the tenants/ "
+            "prefix).",
+        )

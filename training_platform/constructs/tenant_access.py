@@ -74,6 +74,8 @@ TENANT_TUNING_JOB_ACTIONS = (
 TENANT_MODEL_PACKAGE_GROUP = f"{TENANT}-models"
 # What a tenant may set a version's approval status to (training_common.registry.DECISIONS).
 TENANT_APPROVAL_DECISIONS = ("Approved", "Rejected")
+RETRAINING_OBJECTS = "tenants/*/retraining/*"
+"""Retraining runs' manifests (``training_common.manifest_key``): written by the platform only."""
 TENANT_OBJECT_READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
 TENANT_OBJECT_WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject")
 
@@ -187,6 +189,15 @@ class TenantAccessRole(Construct):
                         "sagemaker:ModelApprovalStatus": list(TENANT_APPROVAL_DECISIONS)
                     }
                 },
+            ),
+            # The launch handler writes each retraining run's manifest there and checks it;
+            # SageMaker reads it when the job starts. Were it writable by the tenant, a tenant
+            # could rewrite a checked manifest to list another tenant's objects in between.
+            iam.PolicyStatement(
+                sid="DenyWritingPlatformManifests",
+                effect=iam.Effect.DENY,
+                actions=list(TENANT_OBJECT_WRITE_ACTIONS),
+                resources=[b.arn_for_objects(RETRAINING_OBJECTS) for b in buckets_write],
             ),
             iam.PolicyStatement(
                 sid="DenyWithoutTenantTag",

@@ -35,6 +35,9 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "CognitoIdp": ec2.InterfaceVpcEndpointAwsService.COGNITO_IDP,
     "CloudFormation": ec2.InterfaceVpcEndpointAwsService.CLOUDFORMATION,
     "Lambda": ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
+    # The retraining handler creates, updates and deletes tenants' schedules (CDK names no
+    # constant for EventBridge Scheduler's endpoint, com.amazonaws.<region>.scheduler).
+    "Scheduler": ec2.InterfaceVpcEndpointAwsService("scheduler"),
 }
 
 

@@ -82,9 +82,17 @@ class ObservabilityStack(Stack):
         )
         self._portal(portal, settings)
         self._queues(training, settings)
-        self._handlers([training.launch, training.job_events, training.deploy])
+        self._handlers(
+            {
+                "LaunchHandler": training.launch,
+                "JobEventsHandler": training.job_events,
+                "DeployHandler": training.deploy,
+                "RetrainingHandler": training.retraining_handler,
+            }
+        )
         self._training_jobs(settings)
         self._endpoints(training)
+        self._retraining(training)
         self._budget(settings)
 
     # -- audit trail -------------------------------------------------------------------------
@@ -306,6 +314,11 @@ class ObservabilityStack(Stack):
                 training.deployment_requests_queue,
                 training.deployment_requests_dead_letter_queue,
             ),
+            (
+                "RetrainingRequests",
+                training.retraining_requests_queue,
+                training.retraining_requests_dead_letter_queue,
+            ),
         ]
         widgets: list[cloudwatch.IWidget] = [
             cloudwatch.TextWidget(markdown="## Queues", width=24, height=1)
@@ -358,13 +371,12 @@ class ObservabilityStack(Stack):
 
     # -- handlers ----------------------------------------------------------------------------
 
-    def _handlers(self, handlers: list[PlatformFunction]) -> None:
+    def _handlers(self, handlers: dict[str, PlatformFunction]) -> None:
         widgets: list[cloudwatch.IWidget] = [
             cloudwatch.TextWidget(markdown="## Handlers", width=24, height=1)
         ]
-        for handler in handlers:
+        for name, handler in handlers.items():
             function = handler.function
-            name = handler.node.id
             errors = function.metric_errors(period=FIVE_MINUTES, statistic="Sum")
             widgets.append(
                 cloudwatch.GraphWidget(
@@ -539,6 +551,98 @@ class ObservabilityStack(Stack):
                     )
                 ],
                 width=8,
+            ),
+        )
+
+    # -- continuous retraining ---------------------------------------------------------------
+
+    def _retraining(self, training: TrainingStack) -> None:
+        """Retraining in aggregate (all tenants): runs launched and skipped (launch handler),
+        their decisions (job-events handler), schedules the retraining handler could not apply,
+        and Scheduler's own view of the platform's schedule group: triggers sent, target errors
+        and the triggers it gave up on, which land in the scheduler's dead-letter queue (an
+        alarm; docs/operations.md says how to redrive them)."""
+        group = training.retraining.schedule_group_name
+
+        def handler_metric(name: str, service: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=name,
+                dimensions_map={"service": service},
+                statistic="Sum",
+                period=FIVE_MINUTES,
+            )
+
+        def scheduler_metric(name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/Scheduler",
+                metric_name=name,
+                dimensions_map={"ScheduleGroup": group},
+                statistic="Sum",
+                period=FIVE_MINUTES,
+            )
+
+        dead = training.scheduler_dead_letter_queue.metric_approximate_number_of_messages_visible(
+            period=Duration.minutes(1), statistic="Maximum"
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(
+                markdown=(
+                    "## Continuous retraining (all tenants)\n"
+                    f"Schedules of the group `{group}`; runs by policy are in the tenants' "
+                    "RetrainingRuns table."
+                ),
+                width=24,
+                height=2,
+            ),
+            cloudwatch.GraphWidget(
+                title="Runs launched and skipped",
+                left=[
+                    handler_metric("RetrainingRunsLaunched", "launch"),
+                    handler_metric("RetrainingRunsSkipped", "launch"),
+                ],
+                width=6,
+            ),
+            cloudwatch.GraphWidget(
+                title="Decisions: promoted, rejected, waiting, failed",
+                left=[
+                    handler_metric(f"Retraining{decision}", "job_events")
+                    for decision in ("Promoted", "Rejected", "Waiting", "Failed")
+                ],
+                width=6,
+            ),
+            cloudwatch.GraphWidget(
+                title="Schedules: triggers sent, target errors, failed to apply",
+                left=[
+                    scheduler_metric("InvocationAttemptCount"),
+                    scheduler_metric("TargetErrorCount"),
+                    scheduler_metric("InvocationDroppedCount"),
+                ],
+                right=[handler_metric("SchedulesFailed", "retraining")],
+                right_y_axis=cloudwatch.YAxisProps(label="Schedules failed", min=0),
+                width=6,
+            ),
+            cloudwatch.SingleValueWidget(
+                title="Scheduler: undelivered triggers (dead letters)",
+                metrics=[dead, scheduler_metric("InvocationsSentToDeadLetterCount")],
+                width=6,
+                height=6,
+            ),
+        )
+        self._alarm(
+            "SchedulerDeadLetters",
+            cloudwatch.Alarm(
+                self,
+                "SchedulerDeadLetters",
+                alarm_description=(
+                    "A retraining trigger reached the scheduler's dead-letter queue: see "
+                    "docs/operations.md, Retraining"
+                ),
+                metric=dead,
+                threshold=0,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
         )
 

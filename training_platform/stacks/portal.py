@@ -20,7 +20,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.region_info import FactName, RegionInfo
 from constructs import Construct
 
-from training_platform.config import PortalSettings, ServingSettings
+from training_platform.config import PortalSettings, RetrainingSettings, ServingSettings
 from training_platform.constructs.handler import PlatformFunction, dependencies_layer
 from training_platform.constructs.inference_api import InferenceApi
 from training_platform.constructs.key_use import key_through_services
@@ -64,6 +64,7 @@ class PortalStack(Stack):
         training: TrainingStack,
         settings: PortalSettings,
         serving: ServingSettings,
+        retraining: RetrainingSettings,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
         **kwargs: object,
@@ -219,6 +220,14 @@ class PortalStack(Stack):
                 "DEPLOYMENT_REQUESTS_QUEUE_URL": training.deployment_requests_queue.queue_url,
                 "INFERENCE_API_URL": self.inference.url,
                 "OAUTH_TOKEN_URL": f"{sign_in.domain.base_url()}/oauth2/token",
+                # Retraining policies (tenant sessions) and the policy form's defaults.
+                "RETRAINING_POLICIES_TABLE": training.retraining_policies_table.table_name,
+                "RETRAINING_RUNS_TABLE": training.retraining_runs_table.table_name,
+                "RETRAINING_REQUESTS_QUEUE_URL": training.retraining_requests_queue.queue_url,
+                # Single quotes (systemd's EnvironmentFile removes them): one value, spaces and all.
+                "DEFAULT_SCHEDULE": f"'{retraining.default_schedule}'",
+                "DEFAULT_TIMEZONE": retraining.default_timezone,
+                "FLEXIBLE_WINDOW_MINUTES": str(retraining.flexible_window_minutes),
                 **prices,
             },
         )
@@ -463,6 +472,8 @@ class PortalStack(Stack):
         iam.ManagedPolicy(
             self,
             "TenantRequestsPolicy",
+            # Retraining policy requests too; the description stays as it was, because a new
+            # one would make CloudFormation replace the managed policy.
             description=(
                 "Tenant sessions queue training and deployment requests (the handlers check them)"
             ),
@@ -478,6 +489,13 @@ class PortalStack(Stack):
                     sid="QueueDeploymentRequests",
                     actions=["sqs:SendMessage"],
                     resources=[training.deployment_requests_queue.queue_arn],
+                ),
+                # Retraining policies: apply or delete a policy's schedule
+                # (services/retraining.py); the retraining handler reads the record itself.
+                iam.PolicyStatement(
+                    sid="QueueRetrainingPolicyRequests",
+                    actions=["sqs:SendMessage"],
+                    resources=[training.retraining_requests_queue.queue_arn],
                 ),
                 key_through_services(
                     self,

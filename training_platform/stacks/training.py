@@ -31,6 +31,7 @@ from training_platform.constructs.handler import PlatformFunction, dependencies_
 from training_platform.constructs.key_use import key_through_services
 from training_platform.constructs.logs import LogsKey
 from training_platform.constructs.nag import acknowledge, acknowledge_findings
+from training_platform.constructs.retraining import Retraining
 from training_platform.constructs.serving import SERVING_STATE_CHANGES, Serving
 from training_platform.constructs.tenant_access import (
     TenantTableGrant,
@@ -83,7 +84,10 @@ class TrainingStack(Stack):
     ``notifications_topic``; ``sagemaker_role``; ``algorithms_repository``; ``launch`` and
     ``job_events`` (PlatformFunction); ``key``; ``serving`` (the deployments: its queue pair,
     the ``deployments_table`` and ``api_clients_table``, the deploy handler and the SageMaker
-    roles of endpoints and monitoring, see ``constructs/serving.py``).
+    roles of endpoints and monitoring, see ``constructs/serving.py``); ``retraining`` (the
+    retraining policies and runs tables, the retraining-requests queue pair, the scheduler's
+    dead-letter queue, schedule group and role and the retraining handler, see
+    ``constructs/retraining.py``).
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class TrainingStack(Stack):
         data_lake: DataLakeStack,
         settings: TrainingSettings,
         serving: ServingSettings,
+        schedule_group: str,
         alarm_prefix: str,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
@@ -334,6 +339,41 @@ class TrainingStack(Stack):
             )
         )
 
+        # Continuous retraining: tenants' policies, their schedules' group and role, the runs.
+        self.retraining = Retraining(
+            self,
+            "Retraining",
+            key=self.key,
+            training_requests_queue=self.requests_queue,
+            schedule_group_name=schedule_group,
+            max_receive_count=settings.max_receive_count,
+            removal_policy=removal_policy,
+        )
+        self.retraining_policies_table = self.retraining.policies_table
+        self.retraining_runs_table = self.retraining.runs_table
+        self.retraining_requests_queue = self.retraining.requests_queue
+        self.retraining_requests_dead_letter_queue = self.retraining.requests_dead_letter_queue
+        self.scheduler_dead_letter_queue = self.retraining.scheduler_dead_letter_queue
+        tables = (*tables, self.retraining_policies_table, self.retraining_runs_table)
+        # The portal writes a tenant's policies (create, edit, pause, resume, delete) and lists
+        # them; it only reads runs, which the launch and job-events handlers write.
+        tenant_tables.add_statements(
+            *tenant_table_statements(
+                [
+                    TenantTableGrant(
+                        "OwnRetrainingPolicies",
+                        self.retraining_policies_table,
+                        ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"),
+                    ),
+                    TenantTableGrant(
+                        "ReadOwnRetrainingRuns",
+                        self.retraining_runs_table,
+                        ("dynamodb:GetItem", "dynamodb:Query"),
+                    ),
+                ]
+            )
+        )
+
         # The tables join the DataLake's daily backup plan; the selection lives here, with them.
         backup.BackupSelection(
             self,
@@ -405,6 +445,9 @@ class TrainingStack(Stack):
                 "TRAINING_SUBNET_IDS": ",".join(subnet_ids),
                 "TRAINING_SECURITY_GROUP_IDS": training_security_group.security_group_id,
                 "TRAINING_KMS_KEY_ARN": data_lake.data_key.key_arn,
+                # Retraining runs: the deployed model a run must beat, and its deployment.
+                "MODELS_TABLE": self.models_table.table_name,
+                "DEPLOYMENTS_TABLE": self.deployments_table.table_name,
             },
             **function_settings,  # type: ignore[arg-type]
         )
@@ -423,12 +466,25 @@ class TrainingStack(Stack):
                 "JOB_EVENTS_DLQ_URL": self.events_dead_letter_queue.queue_url,
                 "TRIALS_TABLE": self.trials_table.table_name,
                 "MODELS_TABLE": self.models_table.table_name,
+                # Back-off of a promotion whose deployment is busy (ChangeMessageVisibility,
+                # which the event source mapping grants on this queue).
+                "JOB_EVENTS_QUEUE_URL": self.events_queue.queue_url,
             },
             **function_settings,  # type: ignore[arg-type]
         )
         self._grant_launch(data_lake, subnet_ids=subnet_ids, security_group=training_security_group)
         self._grant_job_events(data_lake)
         self.serving.grant_job_events(self.job_events)
+        self.retraining.grant_launch(self.launch)
+        self.retraining.grant_job_events(self.job_events)
+        self.retraining_handler = self.retraining.add_handler(
+            layer=layer,
+            vpc=vpc,
+            subnets=private_subnets,
+            logs_key=logs_key,
+            log_retention_days=log_retention_days,
+            removal_policy=removal_policy,
+        )
         self.serving.add_alarm_rule(
             target=self.events_queue, dead_letter_queue=self.events_dead_letter_queue
         )
@@ -471,6 +527,12 @@ class TrainingStack(Stack):
             "DeploymentsTableName": self.deployments_table.table_name,
             "ApiClientsTableName": self.api_clients_table.table_name,
             "AlgorithmsRepositoryUri": self.algorithms_repository.repository_uri,
+            "RetrainingPoliciesTableName": self.retraining_policies_table.table_name,
+            "RetrainingRunsTableName": self.retraining_runs_table.table_name,
+            "RetrainingRequestsQueueUrl": self.retraining_requests_queue.queue_url,
+            "RetrainingRequestsDlqArn": self.retraining_requests_dead_letter_queue.queue_arn,
+            "SchedulerDlqArn": self.scheduler_dead_letter_queue.queue_arn,
+            "RetrainingScheduleGroup": self.retraining.schedule_group_name,
         }.items():
             CfnOutput(self, name, value=value)
 
@@ -635,12 +697,23 @@ class TrainingStack(Stack):
     ) -> None:
         role = self.launch.role
         self._allow(role, "ReadTenants", ["dynamodb:GetItem"], [self.tenants_table.table_arn])
+        # PutItem: a retraining run's job record, created if absent (the portal writes the
+        # others).
         self._allow(
             role,
             "ReadAndAdvanceJobs",
-            ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+            ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"],
             [self.jobs_table.table_arn],
         )
+        # A retraining run starts from the policy's deployment and the model it serves.
+        self._allow(
+            role,
+            "ReadDeployedModels",
+            ["dynamodb:GetItem"],
+            [self.models_table.table_arn, self.deployments_table.table_arn],
+        )
+        # A run's data: listing the tenant's prefixes and writing the run's manifest.
+        role.add_managed_policy(data_lake.access_policies.retraining_manifests)
         # The quota check: the tenant's running jobs (sparse index).
         self._allow(
             role,
@@ -843,7 +916,9 @@ class TrainingStack(Stack):
             ],
             "Tenants are data: each one's model package group <tenant>-models is created at run "
             "time, so the statements name every platform group by its -models suffix; groups "
-            "are created only with a tenant tag and versions only as PendingManualApproval.",
+            "are created only with a tenant tag and versions only as PendingManualApproval; "
+            "UpdateModelPackage (a retraining run's promotion rule, constructs/retraining.py) "
+            "may only set Approved or Rejected.",
         )
 
 
