@@ -18,7 +18,7 @@ from .auth import AlbPublicKeyFetcher, IdentityVerifier, KeyFetcher, RelayedAlbK
 from .aws import AwsClients
 from .csrf import CsrfPolicy
 from .errors import install_error_handlers
-from .routers import admin, health, serving, tenant
+from .routers import admin, health, retraining, serving, tenant
 from .settings import PortalSettings
 from .web import Portal, TtlCache
 
@@ -108,6 +108,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(tenant.router)
     app.include_router(serving.router)
+    app.include_router(retraining.router)
     app.include_router(admin.router)
     if local is not None:
         local.install(app)

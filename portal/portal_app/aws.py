@@ -33,7 +33,12 @@ from training_common import (
     TrialRepository,
     new_session,
 )
-from training_common.repositories import ApiClientRepository, DeploymentRepository
+from training_common.repositories import (
+    ApiClientRepository,
+    DeploymentRepository,
+    RetrainingPolicyRepository,
+    RetrainingRunRepository,
+)
 
 from .settings import PortalSettings
 
@@ -71,6 +76,10 @@ class TenantAws:
     api_clients: ApiClientRepository
     """The tenant's API clients (``API_CLIENTS_TABLE``): Query and GetItem only; the writes go
     through :attr:`AwsClients.api_client_records` (the instance role)."""
+    retraining_policies: RetrainingPolicyRepository | None = None
+    """The tenant's retraining policies (``RETRAINING_POLICIES_TABLE``; None when unset)."""
+    retraining_runs: RetrainingRunRepository | None = None
+    """The runs of the tenant's policies (``RETRAINING_RUNS_TABLE``; None when unset)."""
 
 
 class AwsClients:
@@ -156,6 +165,8 @@ class AwsClients:
         if self.session_hook:
             self.session_hook(session)
         dynamodb = self._resource(session, "dynamodb")
+        policies_table = self.settings.retraining_policies_table
+        runs_table = self.settings.retraining_runs_table
         return TenantAws(
             tenant_id=tenant_id,
             session=session,
@@ -170,6 +181,14 @@ class AwsClients:
             models=ModelRepository(dynamodb.Table(self.settings.models_table)),
             deployments=DeploymentRepository(dynamodb.Table(self.settings.deployments_table)),
             api_clients=ApiClientRepository(dynamodb.Table(self.settings.api_clients_table)),
+            retraining_policies=(
+                RetrainingPolicyRepository(dynamodb.Table(policies_table))
+                if policies_table
+                else None
+            ),
+            retraining_runs=(
+                RetrainingRunRepository(dynamodb.Table(runs_table)) if runs_table else None
+            ),
         )
 
     def lookup_groups(self, username: str) -> frozenset[str]:

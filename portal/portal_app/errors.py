@@ -50,6 +50,12 @@ class Conflict(PortalError):
     status_code = 409
 
 
+class Unavailable(PortalError):
+    """A feature this environment has not set up (its settings are unset)."""
+
+    status_code = 503
+
+
 _CLIENT_ERROR_STATUS: dict[str, tuple[int, str]] = {
     "AccessDenied": (403, "AWS denied access to this resource."),
     "AccessDeniedException": (403, "AWS denied access to this resource."),

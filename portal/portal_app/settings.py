@@ -13,6 +13,12 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from training_common.pricing import PriceTable, parse_price_overrides
+from training_common.retraining import (
+    DEFAULT_SCHEDULE,
+    DEFAULT_TIMEZONE,
+    schedule_expression_problem,
+    timezone_problem,
+)
 
 ALB_ARN_PATTERN = (
     r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}"
@@ -71,6 +77,20 @@ class PortalSettings(BaseSettings):
     oauth_token_url: str = Field(pattern=r"^https?://")
     """``OAUTH_TOKEN_URL``: the user pool's OAuth 2.0 token endpoint (client credentials)."""
 
+    retraining_policies_table: str | None = Field(default=None, min_length=3, max_length=255)
+    """``RETRAINING_POLICIES_TABLE``: the tenants' retraining policies (tenant sessions read and
+    write their own). Unset: the retraining pages answer 503 (an environment without them)."""
+    retraining_runs_table: str | None = Field(default=None, min_length=3, max_length=255)
+    """``RETRAINING_RUNS_TABLE``: each policy's runs, the history (tenant sessions read)."""
+    retraining_requests_queue_url: str | None = Field(default=None, pattern=r"^https?://")
+    """``RETRAINING_REQUESTS_QUEUE_URL``: where the policies' apply and delete requests go."""
+    default_schedule: str = DEFAULT_SCHEDULE
+    """``DEFAULT_SCHEDULE``: the new-policy form's schedule expression."""
+    default_timezone: str = DEFAULT_TIMEZONE
+    """``DEFAULT_TIMEZONE``: the new-policy form's time zone (IANA)."""
+    flexible_window_minutes: int = Field(default=15, ge=0, le=1440)
+    """``FLEXIBLE_WINDOW_MINUTES``: Scheduler's flexible time window of new policies."""
+
     admin_group: str = "admins"
     """``ADMIN_GROUP``: Cognito group whose members reach ``/admin``."""
 
@@ -118,6 +138,31 @@ class PortalSettings(BaseSettings):
             if not re.fullmatch(r"[a-z]+/[a-z0-9.+-]+", item):
                 raise ValueError(f"{item!r} is not a content type like text/csv")
         return value
+
+    @field_validator("default_schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        problem = schedule_expression_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        problem = timezone_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @property
+    def retraining_configured(self) -> bool:
+        """True when the retraining tables and queue are set."""
+        return bool(
+            self.retraining_policies_table
+            and self.retraining_runs_table
+            and self.retraining_requests_queue_url
+        )
 
     @field_validator("price_overrides", mode="before")
     @classmethod

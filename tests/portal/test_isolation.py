@@ -11,6 +11,7 @@ catalog only).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,8 +25,18 @@ from portal_helpers import (
     put_model,
     put_tuning_job,
 )
+from test_retraining_pages import policies, policy_form, put_run, queued_policy_requests
 from test_serving_pages import put_in_service
-from training_common import JobStatus, ModelApprovalStatus, encode_page_token
+from training_common import (
+    JobStatus,
+    ModelApprovalStatus,
+    RetrainingPolicy,
+    RunDecision,
+    TuningSpec,
+    capture_prefix,
+    encode_page_token,
+    utc_now,
+)
 
 JSON = {"accept": "application/json"}
 GLOBEX_DATASET = "tenants/globex/datasets/churn/"
@@ -382,6 +393,201 @@ def costs(c: PortalClient, p: Platform) -> None:
     )
 
 
+GLOBEX_POLICY = "churnweekly"
+
+
+def _globex_policy(p: Platform) -> RetrainingPolicy:
+    """globex's policy on its deployment (with one run), written as the portal would."""
+    deployment = _globex_deployment(p)
+    job = p.table("Jobs").get_item(Key={"tenant_id": "globex", "job_id": _globex_job(p)})["Item"]
+    now = utc_now()
+    policy = RetrainingPolicy(
+        tenant_id="globex",
+        policy_id=GLOBEX_POLICY,
+        deployment_id=deployment,
+        algorithm_id="xgboost",
+        dataset_prefix=GLOBEX_DATASET,
+        validation_key="tenants/globex/datasets/holdout/",
+        tuning=TuningSpec.model_validate(
+            {
+                "objective_metric": "validation:auc",
+                "objective_type": "Maximize",
+                "ranges": [{"name": "eta", "type": "Continuous", "min_value": 0.1, "max_value": 1}],
+                "max_training_jobs": 2,
+                "max_parallel_training_jobs": 1,
+            }
+        ),
+        instance_type=str(job["instance_type"]),
+        instance_count=1,
+        max_runtime_seconds=3600,
+        request_id="1" * 32,
+        token="2" * 32,
+        created_at=now,
+        updated_at=now,
+        submitted_by="gina@globex.example",
+    )
+    stored, _ = policies(p).put_if_absent(policy)
+    put_run(p, stored, now.replace(second=0, microsecond=0), RunDecision.REJECTED, reason="x")
+    return stored
+
+
+def _globex_unchanged(p: Platform, before: RetrainingPolicy) -> None:
+    assert policies(p).get("globex", GLOBEX_POLICY) == before
+    assert policies(p).get("acme", GLOBEX_POLICY) is None
+    assert queued_policy_requests(p) == []
+
+
+def retraining_list(c: PortalClient, p: Platform) -> None:
+    _globex_policy(p)
+    r = c.get("/retraining", headers=JSON)
+    assert r.status_code == 200 and r.json()["items"] == []
+    _no_globex(c.get("/retraining").text, p)
+    assert GLOBEX_POLICY not in c.get("/retraining").text
+    _refuses_globex_token(c, "/retraining", _globex_token(policy_id=GLOBEX_POLICY))
+
+
+def retraining_form(c: PortalClient, p: Platform) -> None:
+    globex = _globex_deployment(p)
+    for headers in (JSON, {}):
+        r = c.get(f"/deployments/{globex}/retraining/new", headers=headers)
+        assert r.status_code == 404 and "globex" not in r.text.lower()
+
+
+def retraining_create(c: PortalClient, p: Platform) -> None:
+    before = _globex_policy(p)
+    form = policy_form(deployment_id=before.deployment_id, policy_id=GLOBEX_POLICY)
+    form |= {"tenant_id": "globex", "dataset_prefix": GLOBEX_DATASET}
+    r = c.post_form("/retraining", form, headers=JSON)
+    assert r.status_code == 404
+    _globex_unchanged(p, before)
+
+
+def retraining_policy(c: PortalClient, p: Platform) -> None:
+    globex = _globex_policy(p)
+    for headers in (JSON, {}):
+        r = c.get(f"/retraining/{GLOBEX_POLICY}", headers=headers)
+        assert r.status_code == 404 and "globex" not in r.text.lower()
+        assert "data-run" not in r.text
+    # acme's own policy with a token pointing into globex's runs.
+    own = globex.model_copy(
+        update={
+            "tenant_id": "acme",
+            "policy_id": "acmeweekly",
+            "dataset_prefix": "tenants/acme/datasets/iris/",
+            "validation_key": "tenants/acme/datasets/holdout/",
+        }
+    )
+    policies(p).put_if_absent(own)
+    _refuses_globex_token(
+        c, "/retraining/acmeweekly", _globex_token(run_id=f"{GLOBEX_POLICY}#2020-01-01")
+    )
+
+
+def retraining_edit_form(c: PortalClient, p: Platform) -> None:
+    _globex_policy(p)
+    for headers in (JSON, {}):
+        r = c.get(f"/retraining/{GLOBEX_POLICY}/edit", headers=headers)
+        assert r.status_code == 404 and "globex" not in r.text.lower()
+
+
+def retraining_change(action: str) -> Callable[[PortalClient, Platform], None]:
+    """acme can neither edit, pause, resume nor delete globex's policy: 404, nothing written
+    or queued."""
+
+    def case(c: PortalClient, p: Platform) -> None:
+        before = _globex_policy(p)
+        form = policy_form(deployment_id=before.deployment_id, policy_id=GLOBEX_POLICY)
+        r = c.post_form(f"/retraining/{GLOBEX_POLICY}/{action}", form, headers=JSON)
+        assert r.status_code == 404, (action, r.status_code)
+        _globex_unchanged(p, before)
+
+    return case
+
+
+def _globex_capture(p: Platform) -> str:
+    """globex's deployment with data capture and one captured request."""
+    globex = _globex_deployment(p)
+    prefix = capture_prefix("globex", "globex-churn")
+    p.table("Deployments").update_item(
+        Key={"tenant_id": "globex", "deployment_id": globex},
+        UpdateExpression="SET capture_prefix = :p",
+        ExpressionAttributeValues={":p": prefix},
+    )
+    now = utc_now()
+    line = (
+        '{"captureData":{"endpointInput":{"data":"9,9,9","encoding":"CSV",'
+        '"observedContentType":"text/csv"}},"eventMetadata":{"inferenceTime":"'
+        + now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        + '"}}'
+    )
+    p.session.client("s3", region_name=p.settings.aws_region).put_object(
+        Bucket=p.settings.data_bucket,
+        Key=f"{prefix}globex-churn/AllTraffic/{now:%Y/%m/%d/%H}/capture.jsonl",
+        Body=line.encode(),
+    )
+    return globex
+
+
+def _globex_feedback_keys(p: Platform) -> list[str]:
+    s3 = p.session.client("s3", region_name=p.settings.aws_region)
+    listed = s3.list_objects_v2(Bucket=p.settings.data_bucket, Prefix="tenants/globex/feedback/")
+    return [o["Key"] for o in listed.get("Contents", [])]
+
+
+def feedback_page(c: PortalClient, p: Platform) -> None:
+    globex = _globex_capture(p)
+    for headers in (JSON, {}):
+        r = c.get(f"/deployments/{globex}/feedback", headers=headers)
+        assert r.status_code == 404 and "globex" not in r.text.lower()
+
+
+def feedback_export(c: PortalClient, p: Platform) -> None:
+    globex = _globex_capture(p)
+    now = utc_now()
+    form = {
+        "start": (now - timedelta(hours=2)).isoformat(),
+        "end": (now + timedelta(minutes=1)).isoformat(),
+        "tenant_id": "globex",
+    }
+    r = c.post_form(f"/deployments/{globex}/feedback/export", form, headers=JSON)
+    assert r.status_code == 404 and "9,9,9" not in r.text
+    assert _globex_feedback_keys(p) == []
+    s3 = p.session.client("s3", region_name=p.settings.aws_region)
+    acme = s3.list_objects_v2(Bucket=p.settings.data_bucket, Prefix="tenants/acme/feedback/")
+    assert acme["KeyCount"] == 0
+
+
+def feedback_download(c: PortalClient, p: Platform) -> None:
+    """acme gets no presigned URL for globex's export, whatever file it names."""
+    globex = _globex_capture(p)
+    s3 = p.session.client("s3", region_name=p.settings.aws_region)
+    name = "20261201000000-20261202000000/inputs.csv"
+    s3.put_object(
+        Bucket=p.settings.data_bucket,
+        Key=f"tenants/globex/feedback/{globex}/{name}",
+        Body=b"9,9,9\n",
+    )
+    for file in (name, f"../../globex/feedback/{globex}/{name}"):
+        r = c.get(
+            f"/deployments/{globex}/feedback/download",
+            params={"file": file},
+            headers=JSON,
+        )
+        assert r.status_code == 404 and "location" not in r.headers
+
+
+def feedback_labelled(c: PortalClient, p: Platform) -> None:
+    globex = _globex_capture(p)
+    r = c.post_form(
+        f"/deployments/{globex}/feedback/labelled",
+        {"tenant_id": "globex"},
+        files={"file": ("labels.csv", b"1,2,3\n", "text/csv")},
+        headers=JSON,
+    )
+    assert r.status_code == 404
+    assert _globex_feedback_keys(p) == []
+
+
 def admin_only(method: str, path: str, data: dict[str, str] | None = None) -> Callable[..., None]:
     """A tenant user (even acme's) is refused with 403 and nothing changes."""
 
@@ -428,6 +634,19 @@ CASES: dict[tuple[str, str], Callable[[PortalClient, Platform], None]] = {
     ("POST", "/clients"): client_create,
     ("POST", "/clients/{client_id}/delete"): client_delete,
     ("GET", "/costs"): costs,
+    ("GET", "/retraining"): retraining_list,
+    ("GET", "/deployments/{deployment_id}/retraining/new"): retraining_form,
+    ("POST", "/retraining"): retraining_create,
+    ("GET", "/retraining/{policy_id}"): retraining_policy,
+    ("GET", "/retraining/{policy_id}/edit"): retraining_edit_form,
+    ("POST", "/retraining/{policy_id}/edit"): retraining_change("edit"),
+    ("POST", "/retraining/{policy_id}/pause"): retraining_change("pause"),
+    ("POST", "/retraining/{policy_id}/resume"): retraining_change("resume"),
+    ("POST", "/retraining/{policy_id}/delete"): retraining_change("delete"),
+    ("GET", "/deployments/{deployment_id}/feedback"): feedback_page,
+    ("POST", "/deployments/{deployment_id}/feedback/export"): feedback_export,
+    ("POST", "/deployments/{deployment_id}/feedback/labelled"): feedback_labelled,
+    ("GET", "/deployments/{deployment_id}/feedback/download"): feedback_download,
     ("GET", "/admin"): admin_only("GET", "/admin"),
     ("GET", "/admin/tenants"): admin_only("GET", "/admin/tenants"),
     ("POST", "/admin/tenants"): admin_only(
