@@ -1,5 +1,8 @@
 """``python -m local`` (from ``portal/``): moto_server, seed data, job simulator and the portal.
 
+``RETRAINING_LOCAL_INTERVAL_SECONDS`` (default 120) is how often the local scheduler fires each
+enabled retraining schedule.
+
 Prints the address to open and the path to try. Everything listens on 127.0.0.1 only. Ctrl-C
 stops it all.
 """
@@ -24,6 +27,9 @@ Try the whole flow as alice@acme.example:
   5. Download the model (model.tar.gz) from the model's page.
   6. Models: acme's seeded approved version > Deploy; API clients > New client (copy the
      secret); call the endpoint with the curl lines below once it is IN_SERVICE.
+  7. The deployment's page > Set up retraining > Create policy: every {interval:.0f} s
+     (RETRAINING_LOCAL_INTERVAL_SECONDS) its schedule fires; the first run is rejected, the
+     second promoted and deployed (the policy's page and Notifications show both).
 acme also has a finished tuning job whose model waits for approval; globex
 (gina@globex.example) sees none of acme's jobs or models."""
 
@@ -53,7 +59,12 @@ def main() -> None:
             "admin@platform.example (admins). Ctrl-C stops.",
             flush=True,
         )
-        print(TRY_IT.format(seconds=7 * args.step_seconds), flush=True)
+        print(
+            TRY_IT.format(
+                seconds=7 * args.step_seconds, interval=portal.retraining_interval_seconds
+            ),
+            flush=True,
+        )
         print(portal.curl_example(), flush=True)
         portal.wait()
 

@@ -19,19 +19,32 @@ blue/green update switches the endpoint to another model version. It reads ``tex
 per line), ``application/json`` (``{"instances": [[...], ...]}``, ``{"features": [...]}``, a row
 or a list of rows) and ``application/jsonlines`` (a row or ``{"features": [...]}`` per line) and
 answers in the same type: ``score`` per row, between 0 and 1.
+
+Data capture, as SageMaker does it for an endpoint configuration with ``DataCaptureConfig``
+(the deploy handler's real-time endpoints): each answered request is one JSON line
+(``captureData.endpointInput`` / ``endpointOutput`` with ``observedContentType``, ``mode``,
+``data`` and ``encoding`` (``CSV``, ``JSON`` or ``BASE64``), ``eventMetadata.eventId`` and
+``inferenceTime``, ``eventVersion "0"``) in an object
+``<DestinationS3Uri>/<endpoint>/AllTraffic/yyyy/mm/dd/hh/<mm>-<ss>-<ms>-<uuid>.jsonl`` of the data
+bucket, sampled at ``InitialSamplingPercentage``. (SageMaker buffers a few minutes of requests
+per file; here each request is a file, so the feedback export has data at once.)
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import io
 import json
 import math
+import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -50,10 +63,93 @@ _URL = "https://runtime.sagemaker.local/"
 
 
 @dataclass(frozen=True)
+class _Capture:
+    """An endpoint configuration's ``DataCaptureConfig``, as the runtime applies it."""
+
+    bucket: str
+    prefix: str
+    """The destination's key prefix, ending in ``/`` (or empty)."""
+    percentage: int
+    inputs: bool
+    outputs: bool
+
+    @classmethod
+    def of(cls, config: object) -> _Capture | None:
+        if not isinstance(config, dict) or not config.get("EnableCapture"):
+            return None
+        uri = str(config.get("DestinationS3Uri") or "")
+        if not uri.startswith("s3://"):
+            return None
+        bucket, _, prefix = uri[len("s3://") :].partition("/")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        modes = {str(o.get("CaptureMode")) for o in config.get("CaptureOptions") or []}
+        return cls(
+            bucket=bucket,
+            prefix=prefix,
+            percentage=int(config.get("InitialSamplingPercentage") or 0),
+            inputs="Input" in modes,
+            outputs="Output" in modes,
+        )
+
+
+@dataclass(frozen=True)
 class _EndpointState:
     status: str
     tenant: str | None
     model_name: str
+    capture: _Capture | None = None
+
+
+_CAPTURE_ENCODINGS = {"text/csv": "CSV", "application/json": "JSON"}
+
+
+def _captured(data: bytes, content_type: str, mode: str) -> dict[str, str]:
+    """One side of a captured request, as SageMaker writes it."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    encoding = _CAPTURE_ENCODINGS.get(kind, "BASE64")
+    if encoding == "BASE64":
+        text = base64.b64encode(data).decode()
+    else:
+        text = data.decode("utf-8", errors="replace")
+    return {"observedContentType": content_type, "mode": mode, "data": text, "encoding": encoding}
+
+
+def capture_record(
+    request: bytes,
+    request_type: str,
+    response: bytes,
+    response_type: str,
+    at: datetime,
+    *,
+    event_id: str | None = None,
+    inputs: bool = True,
+    outputs: bool = True,
+) -> dict[str, Any]:
+    """The JSON line SageMaker's data capture writes for one request."""
+    data: dict[str, Any] = {}
+    if inputs:
+        data["endpointInput"] = _captured(request, request_type, "INPUT")
+    if outputs:
+        data["endpointOutput"] = _captured(response, response_type, "OUTPUT")
+    return {
+        "captureData": data,
+        "eventMetadata": {
+            "eventId": event_id or str(uuid.uuid4()),
+            "inferenceTime": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+            + f"{at.microsecond // 1000:03d}Z",
+        },
+        "eventVersion": "0",
+    }
+
+
+def capture_key(prefix: str, endpoint_name: str, at: datetime, event_id: str) -> str:
+    """``<prefix><endpoint>/AllTraffic/yyyy/mm/dd/hh/<mm>-<ss>-<ms>-<id>.jsonl``."""
+    at = at.astimezone(UTC)
+    return (
+        f"{prefix}{endpoint_name}/{VARIANT_NAME}/{at:%Y/%m/%d/%H}/"
+        f"{at:%M-%S}-{at.microsecond // 1000:03d}-{event_id}.jsonl"
+    )
 
 
 class ModelInputError(ValueError):
@@ -214,10 +310,17 @@ class SimulatedRuntime:
         self,
         sagemaker: Any,
         *,
+        s3: Any = None,
         cache_seconds: float = DEFAULT_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``s3``: where data capture is written (None: no capture)."""
         self.sagemaker = sagemaker
+        self.s3 = s3
+        self.now = now
+        self.captured = 0
+        """Requests written to data capture (tests read it)."""
         self.cache_seconds = cache_seconds
         self.clock = clock
         self._lock = threading.Lock()
@@ -230,7 +333,10 @@ class SimulatedRuntime:
     def for_moto(cls, session: boto3.Session, endpoint_url: str | None) -> SimulatedRuntime:
         """The runtime reading SageMaker from moto (``endpoint_url``: moto_server; None: moto in
         process)."""
-        return cls(session.client("sagemaker", region_name=REGION, endpoint_url=endpoint_url))
+        return cls(
+            session.client("sagemaker", region_name=REGION, endpoint_url=endpoint_url),
+            s3=session.client("s3", region_name=REGION, endpoint_url=endpoint_url),
+        )
 
     def session_hook(self, session: boto3.Session) -> None:
         """Register the handlers on ``session`` (before any client is created from it)."""
@@ -293,15 +399,52 @@ class SimulatedRuntime:
         tags = self.sagemaker.list_tags(ResourceArn=endpoint["EndpointArn"]).get("Tags", [])
         tenant = next((t["Value"] for t in tags if t["Key"] == "tenant"), None)
         model_name = name
+        capture: _Capture | None = None
         try:
             config = self.sagemaker.describe_endpoint_config(
                 EndpointConfigName=endpoint["EndpointConfigName"]
             )
             variants = config.get("ProductionVariants") or [{}]
             model_name = str(variants[0].get("ModelName") or name)
+            capture = _Capture.of(config.get("DataCaptureConfig"))
         except ClientError:
             pass
-        return _EndpointState(str(endpoint.get("EndpointStatus")), tenant, model_name)
+        return _EndpointState(str(endpoint.get("EndpointStatus")), tenant, model_name, capture)
+
+    def _capture(
+        self,
+        name: str,
+        capture: _Capture,
+        request: tuple[bytes, str],
+        response: tuple[bytes, str],
+    ) -> None:
+        """Write one request's capture line (sampled; a failed write loses it, as a full
+        capture buffer would)."""
+        if self.s3 is None or not (capture.inputs or capture.outputs):
+            return
+        if capture.percentage < 100 and random.random() * 100 >= capture.percentage:  # noqa: S311
+            return
+        at = self.now()
+        event_id = str(uuid.uuid4())
+        line = capture_record(
+            *request,
+            *response,
+            at,
+            event_id=event_id,
+            inputs=capture.inputs,
+            outputs=capture.outputs,
+        )
+        try:
+            self.s3.put_object(
+                Bucket=capture.bucket,
+                Key=capture_key(capture.prefix, name, at, event_id),
+                Body=(json.dumps(line, separators=(",", ":")) + "\n").encode(),
+                ContentType="application/jsonlines",
+            )
+        except ClientError:
+            return
+        with self._lock:
+            self.captured += 1
 
     def _invoke(
         self, session: boto3.Session, context: dict[str, Any], **_: Any
@@ -328,10 +471,9 @@ class SimulatedRuntime:
                 f"Endpoint {name} of account {ACCOUNT} is not in service (status {state.status}).",
             )
         body = _body_bytes(params.get("Body"))
+        request_type = str(params.get("ContentType") or "application/json")
         try:
-            payload, content_type = predict(
-                state.model_name, body, str(params.get("ContentType") or "application/json")
-            )
+            payload, content_type = predict(state.model_name, body, request_type)
         except ModelInputError as error:
             return _error(
                 424,
@@ -345,6 +487,8 @@ class SimulatedRuntime:
             )
         with self._lock:
             self.invocations += 1
+        if state.capture is not None:
+            self._capture(name, state.capture, (body, request_type), (payload, content_type))
         parsed = {
             "Body": StreamingBody(io.BytesIO(payload), len(payload)),
             "ContentType": content_type,
@@ -363,10 +507,13 @@ def create_endpoint(
     model_name: str | None = None,
     role_arn: str = f"arn:aws:iam::{ACCOUNT}:role/endpoint-execution",
     image_uri: str = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/model:1",
+    capture_uri: str | None = None,
 ) -> str:
     """A model, endpoint configuration and endpoint in moto, tagged ``tenant`` and
     ``deployment`` as the deploy handler tags them (moto marks the endpoint InService at once);
-    for tests and the benchmark, which need an endpoint without a deployment. Returns its ARN."""
+    for tests and the benchmark, which need an endpoint without a deployment; ``capture_uri``:
+    data capture of inputs and outputs there, as the deploy handler configures it. Returns its
+    ARN."""
     tags = [{"Key": "tenant", "Value": tenant_id}, {"Key": DEPLOYMENT_TAG, "Value": deployment_id}]
     model = model_name or f"{endpoint_name}-model"
     sagemaker.create_model(
@@ -377,6 +524,14 @@ def create_endpoint(
         Tags=tags,
     )
     config = f"{endpoint_name}-config"
+    capture: dict[str, Any] = {}
+    if capture_uri is not None:
+        capture["DataCaptureConfig"] = {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": 100,
+            "DestinationS3Uri": capture_uri,
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        }
     sagemaker.create_endpoint_config(
         EndpointConfigName=config,
         ProductionVariants=[
@@ -388,6 +543,7 @@ def create_endpoint(
             }
         ],
         Tags=tags,
+        **capture,
     )
     return str(
         sagemaker.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=config, Tags=tags)[

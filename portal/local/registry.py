@@ -8,6 +8,13 @@ in moto (``ClientToken`` from :func:`registration_token`, the job in its descrip
 :meth:`LocalRegistry.session_hook` watches the portal's ``UpdateModelPackage`` calls;
 :meth:`LocalRegistry.deliver_events` then plays the state-change event SageMaker sends for the
 new status: ``apply_status_event`` and a notification with ``model_status``.
+
+A retraining run's model (``job.retraining`` set) is then handed to ``promotion.on_registered``
+(the job-events handler's ``PromotionService``): the decision, the registry's approval or
+rejection, the notification and, for a promotion, the deployment request. The promotion
+service's own session carries :meth:`LocalRegistry.sync_hook`, which plays the state-change
+event of its ``UpdateModelPackage`` before the call returns, so the version reads Approved
+before the deployment request that follows it reaches the deploy handler.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import ClientError
@@ -45,6 +52,9 @@ from training_common import (
 
 from .common import sagemaker_arn
 
+if TYPE_CHECKING:
+    from .retraining import Promotion
+
 log = logging.getLogger("local.registry")
 
 _JOB_IN_DESCRIPTION = re.compile(r" model of job (?P<job>[a-z0-9-]+)")
@@ -68,7 +78,9 @@ class LocalRegistry:
         models: ModelRepository,
         notifications: NotificationRepository,
         clock: Callable[[], datetime],
+        promotion: Promotion | None = None,
     ) -> None:
+        self.promotion = promotion
         self.sagemaker = sagemaker
         self.s3 = s3
         self.artifacts_bucket = artifacts_bucket
@@ -76,6 +88,7 @@ class LocalRegistry:
         self.notifications = notifications
         self.clock = clock
         self._updated: deque[str] = deque()
+        self._retry: list[tuple[Job, ModelVersion]] = []
         self._lock = threading.Lock()
 
     def register(
@@ -100,6 +113,7 @@ class LocalRegistry:
                 training_job_name=training_job_name,
                 algorithm_id=job.algorithm_id,
                 dataset_key=job.dataset_key,
+                validation_key=job.validation_key,
                 image_uri=image_uri,
                 model_artifact_key=artifact_key,
                 metrics=metrics,
@@ -112,6 +126,42 @@ class LocalRegistry:
         )
         if stored.model_package_arn is not None:
             return stored
+        registered = self._create_package(
+            job, stored, group, training_job_name, artifact_key, image_uri, content_type, metrics
+        )
+        self._promote(job, registered)
+        return registered
+
+    def _promote(self, job: Job, version: ModelVersion) -> None:
+        """A retraining run's registered model goes to the promotion rule."""
+        if job.retraining is None or self.promotion is None:
+            return
+        try:
+            self.promotion.on_registered(job, version)
+        except Exception as error:  # the event is retried, as the job-events queue would
+            log.info("promotion retried later", extra={"job_id": job.job_id, "why": str(error)})
+            with self._lock:
+                self._retry.append((job, version))
+
+    def retry_promotions(self) -> int:
+        """Hand the registrations whose promotion raised to the promotion rule again."""
+        with self._lock:
+            pending, self._retry = self._retry, []
+        for job, version in pending:
+            self._promote(job, version)
+        return len(pending)
+
+    def _create_package(
+        self,
+        job: Job,
+        stored: ModelVersion,
+        group: str,
+        training_job_name: str,
+        artifact_key: str,
+        image_uri: str,
+        content_type: str,
+        metrics: list[FinalMetric],
+    ) -> ModelVersion:
         self._ensure_group(job.tenant_id, group)
         metrics_key = f"{job_prefix(job.tenant_id, job.job_id)}model-metrics.json"
         self.s3.put_object(
@@ -182,11 +232,19 @@ class LocalRegistry:
         """Watch ``UpdateModelPackage`` on ``session``'s clients (moto answers the call itself)."""
         session.events.register("after-call.sagemaker.UpdateModelPackage", self._on_update)
 
+    def sync_hook(self, session: boto3.Session) -> None:
+        """Like :meth:`session_hook`, but the event is played before the call returns."""
+        session.events.register("after-call.sagemaker.UpdateModelPackage", self._on_update_now)
+
     def _on_update(self, parsed: dict[str, Any], **_: Any) -> None:
         arn = parsed.get("ModelPackageArn")
         if isinstance(arn, str) and "Error" not in parsed:
             with self._lock:
                 self._updated.append(arn)
+
+    def _on_update_now(self, parsed: dict[str, Any], **kwargs: Any) -> None:
+        self._on_update(parsed, **kwargs)
+        self.deliver_events()
 
     def deliver_events(self) -> int:
         """Play the "Model Package State Change" event of every package updated since the last

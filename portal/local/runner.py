@@ -1,4 +1,10 @@
-"""The local stack as one object, for ``python -m local``, the browser test and the benchmark."""
+"""The local stack as one object, for ``python -m local``, the browser test and the benchmark.
+
+Retraining runs locally as :mod:`local.retraining` describes: the real retraining handler makes
+the schedules in moto, :class:`local.scheduler.LocalScheduler` fires them every
+``retraining_interval_seconds``, the job simulator plans, launches and scores the runs, and the
+promoted model reaches the deployment through the serving simulator.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from types import TracebackType
 import boto3
 import httpx
 import uvicorn
+from launch.retraining import logger as planner_logger
 from portal_app.app import create_app
 from portal_app.aws import AwsClients
 from portal_app.logs import configure_logging
@@ -17,10 +24,21 @@ from training_common import new_session
 
 from .inference import LocalInferenceApi
 from .metrics import LocalMetrics
+from .retraining import DataFeed, Loop, RetrainingRequests
+from .scheduler import LocalScheduler, interval_from_env
 from .serving import ServingLoop, ServingSimulator
 from .signin import EcSigner, LocalSignIn, LocalUser
 from .simulator import DEFAULT_STEP_SECONDS, JobSimulator
-from .stack import ALB_ARN, REGION, MotoServer, Seeded, create_resources, free_port, seed
+from .stack import (
+    ALB_ARN,
+    REGION,
+    SCHEDULE_GROUP,
+    MotoServer,
+    Seeded,
+    create_resources,
+    free_port,
+    seed,
+)
 
 USERS = (
     LocalUser("alice@acme.example", "alice@acme.example", "acme"),
@@ -50,7 +68,15 @@ class LocalPortal:
         *,
         step_seconds: float = DEFAULT_STEP_SECONDS,
         log_level: str = "WARNING",
+        retraining_interval_seconds: float | None = None,
     ) -> None:
+        """``retraining_interval_seconds``: how often the local scheduler fires each enabled
+        retraining schedule (None: ``RETRAINING_LOCAL_INTERVAL_SECONDS``, default 120)."""
+        self.retraining_interval_seconds = (
+            interval_from_env()
+            if retraining_interval_seconds is None
+            else retraining_interval_seconds
+        )
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.step_seconds = step_seconds
@@ -66,6 +92,9 @@ class LocalPortal:
         self.serving: ServingSimulator | None = None
         self.metrics = LocalMetrics()
         self.inference: LocalInferenceApi | None = None
+        self.scheduler: LocalScheduler | None = None
+        self.retraining: RetrainingRequests | None = None
+        self._loops: list[Loop] = []
 
     def __enter__(self) -> LocalPortal:
         for name, value in {
@@ -84,9 +113,24 @@ class LocalPortal:
             session, self.moto.url, inference_api_url=f"http://127.0.0.1:{inference_port}"
         )
         self.settings = settings
-        self.seeded = seed(settings, session, self.moto.url)
+        self.seeded = seed(settings, session, self.moto.url, retraining=True)
+        planner_logger.setLevel(self.log_level)  # the planner's INFO lines stay off the console
         self._simulator = JobSimulator(
             settings, session, self.moto.url, step_seconds=self.step_seconds
+        ).start()
+        # The real retraining handler over moto's Scheduler, and Scheduler's firing played.
+        self.retraining = RetrainingRequests(
+            settings, session, self.moto.url, log_level=self.log_level
+        )
+        self._loops.append(Loop("retraining-requests", self.retraining.step, 0.5).start())
+        self.scheduler = LocalScheduler(
+            session,
+            self.moto.url,
+            group=SCHEDULE_GROUP,
+            interval_seconds=self.retraining_interval_seconds,
+            before_fire=DataFeed(
+                self._simulator.policies, self._simulator.s3, settings.data_bucket
+            ),
         ).start()
         self.inference = LocalInferenceApi(
             session,
@@ -147,6 +191,10 @@ class LocalPortal:
             self._thread.join(timeout=10)
         if self.inference is not None:
             self.inference.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        for loop in self._loops:
+            loop.stop()
         if self._serving is not None:
             self._serving.stop()
         if self._simulator is not None:

@@ -68,8 +68,11 @@ def seed_tuning_job(
     tenant_id: str,
     dataset_key: str,
     submitted: datetime,
+    spec: TuningSpec = SEED_SPEC,
+    validation_key: str | None = None,
 ) -> str:
-    """Create and run to completion a tuning job of ``entry`` for ``tenant_id``; its job id."""
+    """Create and run to completion a tuning job of ``entry`` for ``tenant_id`` (``spec``, with
+    the held-out ``validation_key`` when given); its job id."""
     job_id = new_job_id(tenant_id, submitted)
     request = TrainingRequest(
         tenant_id=tenant_id,
@@ -82,7 +85,8 @@ def seed_tuning_job(
         max_runtime_seconds=3600,
         submitted_by=f"seed@{tenant_id}.example",
         submitted_at=submitted,
-        tuning=SEED_SPEC,
+        tuning=spec,
+        validation_key=validation_key,
     )
     jobs = JobRepository(dynamodb.Table(settings.jobs_table))
     notifications = NotificationRepository(dynamodb.Table(settings.notifications_table))

@@ -52,7 +52,7 @@ from training_common.deployments import AlarmKind, Deployment, DeploymentStatus,
 from training_common.repositories import DeploymentRepository
 
 from .common import ACCOUNT, REGION, sagemaker_arn
-from .stack import DEAD_LETTER_QUEUE
+from .stack import DEAD_LETTER_QUEUE, RETRAINING_POLICIES_TABLE, RETRAINING_RUNS_TABLE
 
 log = logging.getLogger("local.serving")
 
@@ -300,6 +300,8 @@ def local_job_events_env(settings: PortalSettings, dead_letter_queue_url: str) -
         "DEPLOYMENTS_TABLE": settings.deployments_table,
         "DEPLOYMENT_REQUESTS_QUEUE_URL": settings.deployment_requests_queue_url,
         "ALARM_PREFIX": ALARM_PREFIX,
+        "RETRAINING_POLICIES_TABLE": RETRAINING_POLICIES_TABLE,
+        "RETRAINING_RUNS_TABLE": RETRAINING_RUNS_TABLE,
     }
 
 

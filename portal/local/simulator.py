@@ -8,6 +8,14 @@ goes STARTING → IN_PROGRESS → COMPLETED in two steps, with a metric series f
 job runs its trials as :mod:`local.tuning_jobs` describes. On completion the model archive is
 where SageMaker writes it and the model is registered (:mod:`local.registry`).
 
+A schedule's trigger (``is_retraining_trigger``) goes to the launch handler's own
+``RetrainingPlanner`` (``lambda/launch/retraining.py``): a forged or stale trigger goes to the
+dead-letter queue, a skipped run or an inactive policy is acknowledged, and a planned run's
+request (its job and run records written by the planner) is launched like any other, once per
+slot (a job already past QUEUED is not launched again). A refused retraining request fails its
+run (``fail_run``). The run's model is decided by the job-events handler's ``PromotionService``
+(:mod:`local.registry`), its score scripted by :mod:`local.tuning_jobs`.
+
 moto lacks ``StopTrainingJob`` and ``StopHyperParameterTuningJob``:
 :meth:`JobSimulator.session_hook` answers them on the portal's sessions, and watches
 ``UpdateModelPackage`` (which moto has) to play the "Model Package State Change" event that
@@ -19,6 +27,7 @@ directly with a :class:`local.common.FakeClock`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -30,25 +39,37 @@ from typing import Any
 
 import boto3
 from botocore.awsrequest import AWSResponse
+from launch.retraining import PlanOutcome, RetrainingPlanner, manifest_problem
 from portal_app.settings import PortalSettings
+from pydantic import ValidationError
 from training_common import (
     CatalogRepository,
+    DeploymentRepository,
     FinalMetric,
     JobRepository,
     JobStateUpdate,
     JobStatus,
     ModelRepository,
     NotificationRepository,
+    QueueMessage,
+    RetrainingPolicyRepository,
+    RetrainingRunRepository,
+    RetrainingTrigger,
     TenantRepository,
     TrainingRequest,
     TrialRepository,
     check_request,
+    is_retraining_trigger,
     model_artifact_key,
+    send_to_dead_letter_queue,
+    utc_now,
 )
 
 from .common import REGION, EventClock, job_notification, model_archive, sagemaker_arn
 from .registry import LocalRegistry
+from .retraining import promotion_service, scripted_objective
 from .search import metric_series, metric_values
+from .stack import DEAD_LETTER_QUEUE, RETRAINING_POLICIES_TABLE, RETRAINING_RUNS_TABLE
 from .tuning_jobs import TuningRun, TuningSimulator
 
 log = logging.getLogger("local.simulator")
@@ -92,14 +113,34 @@ class JobSimulator:
         self.jobs = JobRepository(dynamodb.Table(settings.jobs_table))
         self.notifications = NotificationRepository(dynamodb.Table(settings.notifications_table))
         self.catalog = CatalogRepository(self.s3, settings.catalog_bucket, 0)
+        models = ModelRepository(dynamodb.Table(settings.models_table))
         self.registry = LocalRegistry(
             sagemaker=sagemaker,
             s3=self.s3,
             artifacts_bucket=settings.artifacts_bucket,
-            models=ModelRepository(dynamodb.Table(settings.models_table)),
+            models=models,
             notifications=self.notifications,
             clock=self.events.now,
         )
+        self.runs = RetrainingRunRepository(dynamodb.Table(RETRAINING_RUNS_TABLE))
+        self.policies = RetrainingPolicyRepository(dynamodb.Table(RETRAINING_POLICIES_TABLE))
+        self.dead_letter_queue_url = str(
+            self.sqs.get_queue_url(QueueName=DEAD_LETTER_QUEUE)["QueueUrl"]
+        )
+        self.planner = RetrainingPlanner(
+            policies=self.policies,
+            runs=self.runs,
+            jobs=self.jobs,
+            models=models,
+            deployments=DeploymentRepository(dynamodb.Table(settings.deployments_table)),
+            tenants=self.tenants,
+            s3=self.s3,
+            data_bucket=settings.data_bucket,
+        )
+        self.promotion = promotion_service(
+            settings, self.registry, endpoint_url, dead_letter_queue_url=self.dead_letter_queue_url
+        )
+        self.registry.promotion = self.promotion
         self.tuning = TuningSimulator(
             jobs=self.jobs,
             trials=TrialRepository(dynamodb.Table(settings.trials_table)),
@@ -109,6 +150,8 @@ class JobSimulator:
             artifacts_bucket=settings.artifacts_bucket,
             events=self.events,
             step_seconds=step_seconds,
+            script=functools.partial(scripted_objective, self.runs),
+            on_ended=self.promotion.on_job_ended,
         )
         self._running: dict[str, _Running] = {}
         self._tuning: dict[str, TuningRun] = {}
@@ -166,6 +209,7 @@ class JobSimulator:
             self._advance()
             self._advance_tuning()
             self.registry.deliver_events()
+            self.registry.retry_promotions()
         except Exception:
             log.exception("simulator step failed")
 
@@ -176,26 +220,82 @@ class JobSimulator:
             WaitTimeSeconds=0,
         )
         for message in response.get("Messages", []):
-            request = TrainingRequest.model_validate_json(message["Body"])
-            result = check_request(
-                request, tenants=self.tenants, jobs=self.jobs, catalog=self.catalog
-            )
-            if result.only_transient:
-                continue  # stays on the queue until a running job ends, like the launch handler
-            if result.ok:
-                self._launch(request)
-            else:
-                self.jobs.transition(
-                    request.tenant_id,
-                    request.job_id,
-                    JobStatus.REJECTED,
-                    from_statuses=[JobStatus.QUEUED],
-                    failure_reason=result.reason,
+            if self._handle(message):
+                self.sqs.delete_message(
+                    QueueUrl=self.settings.training_requests_queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
                 )
-            self.sqs.delete_message(
-                QueueUrl=self.settings.training_requests_queue_url,
-                ReceiptHandle=message["ReceiptHandle"],
+
+    def _handle(self, message: dict[str, Any]) -> bool:
+        """Launch (or refuse) one queued request; False leaves it on the queue."""
+        body = str(message["Body"])
+        if is_retraining_trigger(body):
+            planned = self._plan(message)
+            if planned is None:
+                return True
+            request = planned
+        else:
+            request = TrainingRequest.model_validate_json(body)
+        result = check_request(request, tenants=self.tenants, jobs=self.jobs, catalog=self.catalog)
+        if result.only_transient:
+            return False  # stays on the queue until a running job ends, like the launch handler
+        reason = (
+            result.reason
+            if not result.ok
+            else manifest_problem(self.s3, self.settings.data_bucket, request)
+        )
+        if reason is None:
+            self._launch(request)
+            return True
+        if (
+            self.jobs.transition(
+                request.tenant_id,
+                request.job_id,
+                JobStatus.REJECTED,
+                from_statuses=[JobStatus.QUEUED],
+                failure_reason=reason,
             )
+            and request.retraining is not None
+        ):
+            self.planner.fail_run(
+                request.tenant_id, request.retraining.run_id, reason, job_id=request.job_id
+            )
+        return True
+
+    def _plan(self, message: dict[str, Any]) -> TrainingRequest | None:
+        """A trigger's request to launch, or None when there is none (acknowledged, or on the
+        dead-letter queue)."""
+        body = str(message["Body"])
+        try:
+            trigger = RetrainingTrigger.model_validate_json(body)
+        except ValidationError:
+            self._dead_letter(message, "unreadable retraining trigger")
+            return None
+        planned = self.planner.plan(trigger, utc_now())
+        if planned.outcome in {PlanOutcome.FORGED, PlanOutcome.STALE}:
+            self._dead_letter(message, planned.reason)
+            return None
+        if planned.outcome != PlanOutcome.LAUNCH or planned.request is None:
+            log.info("retraining trigger acknowledged", extra={"outcome": planned.outcome.value})
+            return None
+        job = self.jobs.get(planned.request.tenant_id, planned.request.job_id)
+        if job is not None and job.status != JobStatus.QUEUED:
+            return None  # a second delivery of a slot that launched: at most once
+        return planned.request
+
+    def _dead_letter(self, message: dict[str, Any], reason: str) -> None:
+        send_to_dead_letter_queue(
+            self.sqs,
+            self.dead_letter_queue_url,
+            QueueMessage(
+                message_id=str(message["MessageId"]),
+                body=str(message["Body"]),
+                receipt_handle=str(message["ReceiptHandle"]),
+            ),
+            reason=reason,
+            handler="launch",
+        )
+        log.info("retraining trigger dead-lettered", extra={"why": reason})
 
     def _launch(self, request: TrainingRequest) -> None:
         if request.tuning is not None:

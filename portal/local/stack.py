@@ -19,6 +19,8 @@ import boto3
 import httpx
 from portal_app.settings import PortalSettings
 from training_common import (
+    DEFAULT_SCHEDULE,
+    DEFAULT_TIMEZONE,
     INFERENCE_RESOURCE_SERVER,
     INFERENCE_SCOPE,
     ApprovalDecision,
@@ -31,9 +33,11 @@ from training_common import (
     JobStatus,
     MetricDefinition,
     ModelApprovalStatus,
+    ModelObjective,
     ModelRepository,
     Notification,
     NotificationRepository,
+    ObjectiveType,
     ParameterType,
     Tenant,
     TenantRepository,
@@ -52,11 +56,25 @@ from .common import REGION as REGION
 from .common import model_archive
 from .registry import LocalRegistry
 from .search import metric_series
-from .seed_tuning import seed_tuning_job
+from .seed_tuning import SEED_SPEC, seed_tuning_job
 
 LOCAL_INFERENCE_API_URL = "http://127.0.0.1:8081"
 DEAD_LETTER_QUEUE = "platform-dead-letters"
 JOB_EVENTS_QUEUE = "job-events"
+RETRAINING_POLICIES_TABLE = "RetrainingPolicies"
+RETRAINING_RUNS_TABLE = "RetrainingRuns"
+RETRAINING_REQUESTS_QUEUE = "retraining-requests"
+RETRAINING_REQUESTS_DLQ = "retraining-requests-dead-letters"
+SCHEDULER_DLQ = "scheduler-dead-letters"
+"""Where EventBridge Scheduler puts a trigger it could not deliver (the local scheduler too)."""
+SCHEDULE_GROUP = "local-retraining"
+"""The platform's schedule group in moto's EventBridge Scheduler (``<environment>-retraining``)."""
+SCHEDULER_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/retraining-scheduler"
+LOCAL_FLEXIBLE_WINDOW_MINUTES = 0
+"""The form's default flexible window locally: the local scheduler fires on its interval anyway."""
+HOLDOUT_DATASET = "iris-holdout"
+"""acme's held-out validation data: the approved model's objective was measured on it, and a
+retraining policy compares every run on it."""
 OPERATOR_ALARMS_TOPIC = "operator-alarms"
 """The Observability stack's topic: every endpoint alarm reaches it (an EventBridge rule)."""
 
@@ -143,6 +161,8 @@ def create_resources(
         "models": "Models",
         "deployments": "Deployments",
         "api_clients": "ApiClients",
+        "retraining_policies": RETRAINING_POLICIES_TABLE,
+        "retraining_runs": RETRAINING_RUNS_TABLE,
     }
     create_tables(dynamodb, **names)
     buckets = {
@@ -157,6 +177,10 @@ def create_resources(
     deployment_queue_url = sqs.create_queue(QueueName="deployment-requests")["QueueUrl"]
     sqs.create_queue(QueueName=DEAD_LETTER_QUEUE)
     sqs.create_queue(QueueName=JOB_EVENTS_QUEUE)
+    retraining_queue_url = sqs.create_queue(QueueName=RETRAINING_REQUESTS_QUEUE)["QueueUrl"]
+    sqs.create_queue(QueueName=RETRAINING_REQUESTS_DLQ)
+    sqs.create_queue(QueueName=SCHEDULER_DLQ)
+    _client(session, "scheduler", endpoint_url).create_schedule_group(Name=SCHEDULE_GROUP)
     sns = _client(session, "sns", endpoint_url)
     topic_arn = sns.create_topic(Name="notifications")["TopicArn"]
     sns.create_topic(Name=OPERATOR_ALARMS_TOPIC)
@@ -220,6 +244,12 @@ def create_resources(
         inference_api_url=inference_api_url,
         oauth_token_url=f"{inference_api_url}/oauth2/token",
         max_upload_bytes=50 * 1024 * 1024,
+        retraining_policies_table=RETRAINING_POLICIES_TABLE,
+        retraining_runs_table=RETRAINING_RUNS_TABLE,
+        retraining_requests_queue_url=retraining_queue_url,
+        default_schedule=DEFAULT_SCHEDULE,
+        default_timezone=DEFAULT_TIMEZONE,
+        flexible_window_minutes=LOCAL_FLEXIBLE_WINDOW_MINUTES,
     )
 
 
@@ -290,6 +320,13 @@ CATALOG = [
 
 SEEDED_METRICS = {"validation:auc": 0.913, "train:auc": 0.941}
 """The final metrics of every seeded completed training job."""
+SEEDED_OBJECTIVE = ModelObjective(
+    name="validation:auc", type=ObjectiveType.MAXIMIZE, value=SEEDED_METRICS["validation:auc"]
+)
+"""The objective recorded on acme's approved model (its ``validation:auc`` on the holdout)."""
+APPROVED_SPEC = SEED_SPEC.model_copy(update={"max_training_jobs": 4})
+"""The search of acme's approved tuned model (with ``retraining``): 4 trials, 2 at a time, so a
+local retraining run takes about five simulator steps."""
 
 TENANTS = [
     Tenant(
@@ -324,11 +361,20 @@ def seed(
     *,
     tuning_job: bool = True,
     approved_model: bool = True,
+    retraining: bool = False,
 ) -> Seeded:
     """Tenants, catalog, one dataset each, finished jobs in several states, acme's finished
     tuning job with its model pending approval (unless ``tuning_job`` is False: the portal
     tests, which write their own, skip its two seconds of moto calls), acme's approved model
-    version to deploy (unless ``approved_model`` is False), and the users."""
+    version to deploy (unless ``approved_model`` is False), and the users.
+
+    The approved model was measured on acme's held-out folder :data:`HOLDOUT_DATASET` (its job's
+    and version's ``validation_key``), so a retraining policy for its deployment compares runs on
+    the same channel. With ``retraining`` (the runner and the retraining tests) that folder has
+    data and the approved model is a small finished tuning job's (:data:`APPROVED_SPEC`: a
+    policy repeats and warm-starts its search); without it (the portal tests, which count acme's
+    dataset folders and skip the tuning job's moto calls) it is a training job's, with
+    :data:`SEEDED_OBJECTIVE`."""
     s3 = _client(session, "s3", endpoint_url)
     dynamodb = session.resource("dynamodb", region_name=REGION, endpoint_url=endpoint_url)
     tenants = TenantRepository(dynamodb.Table(settings.tenants_table))
@@ -349,6 +395,13 @@ def seed(
             ContentType="text/csv",
         )
         seeded.datasets[tenant.tenant_id] = key
+        if retraining and tenant.tenant_id == "acme":
+            s3.put_object(
+                Bucket=settings.data_bucket,
+                Key=f"{holdout_key(tenant.tenant_id)}validation.csv",
+                Body=b"label,f1,f2\n1,0.6,0.8\n0,0.2,0.1\n",
+                ContentType="text/csv",
+            )
         finals = (
             [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED]
             if tenant.tenant_id == "acme"
@@ -361,8 +414,12 @@ def seed(
             )
             seeded.jobs[tenant.tenant_id].append(job_id)
         if approved_model and tenant.tenant_id == "acme":
-            seeded.approved_models[tenant.tenant_id] = _seed_approved_model(
-                settings, session, endpoint_url, s3, jobs, notifications, tenant, key
+            seeded.approved_models[tenant.tenant_id] = (
+                _seed_approved_tuning_job(settings, session, endpoint_url, s3, tenant, key)
+                if retraining
+                else _seed_approved_model(
+                    settings, session, endpoint_url, s3, jobs, notifications, tenant, key
+                )
             )
         if tuning_job and tenant.tenant_id == "acme":
             seeded.tuning_jobs[tenant.tenant_id] = seed_tuning_job(
@@ -398,6 +455,11 @@ def seed(
     return seeded
 
 
+def holdout_key(tenant_id: str) -> str:
+    """The seeded held-out validation folder of ``tenant_id``."""
+    return f"tenants/{tenant_id}/datasets/{HOLDOUT_DATASET}/"
+
+
 def _seed_job(
     settings: PortalSettings,
     s3: Any,
@@ -408,6 +470,7 @@ def _seed_job(
     status: JobStatus,
     *,
     hours_ago: int,
+    validation_key: str | None = None,
 ) -> str:
     submitted = utc_now() - timedelta(hours=hours_ago)
     job_id = new_job_id(tenant.tenant_id, submitted)
@@ -422,6 +485,7 @@ def _seed_job(
         max_runtime_seconds=3600,
         submitted_by=f"seed@{tenant.tenant_id}.example",
         submitted_at=submitted,
+        validation_key=validation_key,
     )
     jobs.create(Job.from_request(request))
     start = submitted + timedelta(minutes=2)
@@ -466,6 +530,57 @@ def _seed_job(
     return job_id
 
 
+def _seed_approved_tuning_job(
+    settings: PortalSettings,
+    session: boto3.Session,
+    endpoint_url: str | None,
+    s3: Any,
+    tenant: Tenant,
+    dataset: str,
+) -> str:
+    """A finished tuning job of ``tenant`` over ``dataset``, measured on the holdout folder, its
+    best model registered and approved: what a retraining policy's deployment serves."""
+    dynamodb = session.resource("dynamodb", region_name=REGION, endpoint_url=endpoint_url)
+    sagemaker = _client(session, "sagemaker", endpoint_url)
+    at = utc_now() - timedelta(hours=5)
+    job_id = seed_tuning_job(
+        settings,
+        dynamodb=dynamodb,
+        s3=s3,
+        sagemaker=sagemaker,
+        entry=CATALOG[0],
+        tenant_id=tenant.tenant_id,
+        dataset_key=dataset,
+        submitted=at,
+        spec=APPROVED_SPEC,
+        validation_key=holdout_key(tenant.tenant_id),
+    )
+    models = ModelRepository(dynamodb.Table(settings.models_table))
+    version = models.get(tenant.tenant_id, job_id)
+    assert version is not None and version.model_package_arn
+    comment = "Seeded: the tuned model a newcomer deploys and retrains"
+    sagemaker.update_model_package(
+        ModelPackageArn=version.model_package_arn,
+        ModelApprovalStatus=ModelApprovalStatus.APPROVED.value,
+        ApprovalDescription=comment,
+    )
+    decided = at + timedelta(hours=1)
+    models.record_decision(
+        tenant.tenant_id,
+        job_id,
+        ApprovalDecision(
+            status=ModelApprovalStatus.APPROVED,
+            by=f"seed@{tenant.tenant_id}.example",
+            at=decided,
+            comment=comment,
+        ),
+    )
+    models.apply_status_event(
+        tenant.tenant_id, job_id, ModelApprovalStatus.APPROVED, decided + timedelta(seconds=1)
+    )
+    return job_id
+
+
 def _seed_approved_model(
     settings: PortalSettings,
     session: boto3.Session,
@@ -480,7 +595,15 @@ def _seed_approved_model(
     approved (as SageMaker's state-change event would leave the record): what a newcomer
     deploys first. The deploy handler's baseline job reads ``dataset``, which exists."""
     job_id = _seed_job(
-        settings, s3, jobs, notifications, tenant, dataset, JobStatus.COMPLETED, hours_ago=6
+        settings,
+        s3,
+        jobs,
+        notifications,
+        tenant,
+        dataset,
+        JobStatus.COMPLETED,
+        hours_ago=6,
+        validation_key=holdout_key(tenant.tenant_id),
     )
     job = jobs.get(tenant.tenant_id, job_id)
     assert job is not None and job.model_artifact_key
@@ -503,6 +626,7 @@ def _seed_approved_model(
         content_type=CATALOG[0].input_content_type,
         metrics=job.final_metrics,
         hyperparameters=job.hyperparameters,
+        objective=SEEDED_OBJECTIVE,
     )
     assert version.model_package_arn
     sagemaker.update_model_package(

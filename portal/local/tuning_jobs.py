@@ -10,12 +10,24 @@ stopped after its first step, as SageMaker's early stopping does. Every change i
 handler would: the trial with ``TrialRepository.apply``, the record's ``tuning_progress`` and
 ``best_training_job`` with ``JobRepository.apply_state_update``. On completion the best trial's
 ``model.tar.gz`` is already where SageMaker writes it, and its model is registered.
+
+Retraining runs (a request with ``retraining`` set) follow a script instead of the model, so
+``make portal`` shows both outcomes of the promotion rule: ``script(request)``
+(:func:`local.retraining.scripted_objective`) gives the best objective the run ends with: a
+policy's first launched run (and every odd one) ends 0.01 worse than the deployed model's
+objective, so it is REJECTED with the comparison as its reason; the second (every even one)
+better by the policy's margin plus 0.01, so it is PROMOTED and the deployment is updated. The
+trials climb to that value (each 0.002 better than the one before; the last is the best), so
+early stopping stops none of them. A run that ends (completed, failed or stopped) is handed to
+``on_ended(job)`` (the job-events handler's ``PromotionService``: a failed or stopped run
+becomes FAILED; a completed one is decided when its model is registered).
 """
 
 from __future__ import annotations
 
 import logging
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,6 +42,7 @@ from training_common import (
     JobStatus,
     ModelObjective,
     NotificationRepository,
+    ObjectiveType,
     TrainingRequest,
     Trial,
     TrialRepository,
@@ -93,6 +106,8 @@ class TuningRun:
     stop_requested: bool = False
     peak_parallel: int = 0
     """The most trials that ran at once (the tests check it against the limit)."""
+    scripted_best: float | None = None
+    """A retraining run's scripted best objective (see the module docstring)."""
 
     @property
     def spec(self) -> TuningSpec:
@@ -142,7 +157,11 @@ class TuningSimulator:
         artifacts_bucket: str,
         events: EventClock,
         step_seconds: float,
+        script: Callable[[TrainingRequest], float | None] | None = None,
+        on_ended: Callable[[Job], object] | None = None,
     ) -> None:
+        self.script = script
+        self.on_ended = on_ended
         self.jobs = jobs
         self.trials = trials
         self.notifications = notifications
@@ -155,12 +174,19 @@ class TuningSimulator:
     def begin(self, request: TrainingRequest, entry: CatalogEntry) -> TuningRun:
         """A run for a validated tuning request (the caller records STARTING with ``run.arn``)."""
         name = tuning_job_name(request.job_id)
+        scripted = None
+        if request.retraining is not None and self.script is not None:
+            try:
+                scripted = self.script(request)
+            except Exception:
+                log.exception("retraining script failed", extra={"job_id": request.job_id})
         return TuningRun(
             request=request,
             entry=entry,
             name=name,
             arn=sagemaker_arn("hyper-parameter-tuning-job", name),
             started=self.events.clock(),
+            scripted_best=scripted,
         )
 
     def advance(self, run: TuningRun) -> bool:
@@ -205,11 +231,16 @@ class TuningSimulator:
             tuned = draw_hyperparameters(
                 run.spec, run.job_id, run.launched, None if best is None else best.hyperparameters
             )
+            projected = metric_values(run.entry, {**run.request.hyperparameters, **tuned})
+            if run.scripted_best is not None:
+                behind = 0.002 * (run.total - run.launched)
+                worse = -behind if run.spec.objective_type == ObjectiveType.MAXIMIZE else behind
+                projected[run.spec.objective_metric] = round(run.scripted_best + worse, 6)
             trial = TrialRun(
                 index=run.launched,
                 name=trial_name(run.name, run.launched),
                 hyperparameters=tuned,
-                projected=metric_values(run.entry, {**run.request.hyperparameters, **tuned}),
+                projected=projected,
                 started=now,
                 started_at=self.events.now(),
             )
@@ -315,15 +346,16 @@ class TuningSimulator:
         self._record(run, JobStatus.STOPPING, secondary_status="Stopping")
         for trial in list(run.running):
             self._end_trial(run, trial, STOPPED, fraction=0.0)
-        self._record(run, JobStatus.STOPPED, secondary_status="Stopped")
+        job = self._record(run, JobStatus.STOPPED, secondary_status="Stopped")
         self._notify(run, JobStatus.STOPPED, f"Tuning job {run.job_id} was stopped.")
+        self._ended(job)
         log.info("tuning job stopped", extra={"job_id": run.job_id})
 
     def _complete(self, run: TuningRun) -> None:
         best = run.best()
         billable = sum(t.billable_seconds or 0 for t in run.finished)
         if best is None or best.artifact_key is None or best.objective_value is None:
-            self._record(
+            failed = self._record(
                 run,
                 JobStatus.FAILED,
                 secondary_status="Failed",
@@ -331,6 +363,7 @@ class TuningSimulator:
                 billable_seconds=billable,
             )
             self._notify(run, JobStatus.FAILED, f"Tuning job {run.job_id} failed.")
+            self._ended(failed)
             return
         metrics = [FinalMetric(name=name, value=value) for name, value in best.metrics.items()]
         job = self._record(
@@ -365,6 +398,15 @@ class TuningSimulator:
             ),
         )
         log.info("tuning job completed", extra={"job_id": run.job_id, "best": best.name})
+
+    def _ended(self, job: Job | None) -> None:
+        """A retraining run's tuning job ended without a model: ``on_ended`` records it."""
+        if job is None or job.retraining is None or self.on_ended is None:
+            return
+        try:
+            self.on_ended(job)
+        except Exception:
+            log.exception("retraining run end not recorded", extra={"job_id": job.job_id})
 
     def _notify(self, run: TuningRun, status: JobStatus, message: str) -> None:
         self.notifications.put_if_absent(

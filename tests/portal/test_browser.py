@@ -6,7 +6,10 @@ training jobs, 2 in parallel, to COMPLETED, its best job and chart, the register
 approved with a comment and downloaded; globex sees none of it. Serve: deploy acme's approved
 model, create an API client, call the model through the local inference API with a token from its
 token endpoint, see the usage and the drift alarm; globex's client gets 403 on acme's endpoint.
-Select with ``-m browser``.
+Retrain: set up a retraining policy for the deployment with the form's defaults; the local
+scheduler fires it every few seconds, the first run is rejected with its reason, the second
+promoted and deployed blue/green, both in the history and the notifications; the captured
+requests export as feedback; globex sees none of it. Select with ``-m browser``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import re
 import tarfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ pytestmark = [
         reason="Debian's Chromium is not installed (apt-get install -y chromium); CI installs it",
     ),
 ]
+RETRAIN_INTERVAL = 10.0
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -44,7 +49,9 @@ CHROMIUM_ARGS = [
 def local_portal() -> Iterator[object]:
     from local.runner import LocalPortal
 
-    with LocalPortal(step_seconds=1.0) as portal:
+    # The local scheduler fires each enabled retraining schedule every 10 s (120 s by default):
+    # a retraining run (4 trials, 2 at a time) takes about 6 s, so the runs don't overlap.
+    with LocalPortal(step_seconds=1.0, retraining_interval_seconds=RETRAIN_INTERVAL) as portal:
         yield portal
 
 
@@ -353,5 +360,108 @@ def test_acme_deploys_and_calls_its_model_sees_usage_and_drift_globex_gets_403(
                 0
             )
             assert other.request.get(deployment_url, max_redirects=0).status == 404
+        finally:
+            browser.close()
+
+
+def ensure_deployed(page: Any, url: str, model: str, deployment: str) -> str:
+    """acme's approved model served by ``deployment`` (deployed here unless an earlier test
+    did); the deployment page's URL."""
+    from playwright.sync_api import expect
+
+    deployment_url = url + f"/deployments/{deployment}"
+    if page.request.get(deployment_url, max_redirects=0).status == 404:
+        page.goto(url + f"/models/{model}")
+        page.locator("#deploy-model").click()
+        page.locator("#deployment_id").fill(deployment)
+        expect(page.locator("#model_job_id")).to_have_value(model)
+        page.locator("#instance_type").select_option("ml.m5.large")
+        page.locator("#instance_count").fill("1")
+        page.locator("#submit-deployment").click()
+    wait_for_text(page, deployment_url, "#deployment-status", "IN_SERVICE", 30)
+    return deployment_url
+
+
+def test_acme_retrains_its_deployment_one_run_rejected_one_promoted_globex_sees_none(
+    local_portal: object,
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url: str = local_portal.url  # type: ignore[attr-defined]
+    inference = local_portal.inference  # type: ignore[attr-defined]
+    model = local_portal.seeded.approved_models["acme"]  # type: ignore[attr-defined]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = signed_in_page(browser, url, "alice@acme.example", "acme")
+            deployment_url = ensure_deployed(page, url, model, "greenhouse")
+
+            # requests to the endpoint are captured as SageMaker does: export them as feedback
+            client = create_api_client(page, url, "retraining-sensors")
+            assert call_model(inference, client, "acme-greenhouse").status_code == 200
+            page.goto(deployment_url)
+            page.locator("#deployment-feedback").click()
+            now = datetime.now(UTC)
+            page.locator("#start").fill((now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
+            page.locator("#end").fill((now + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"))
+            page.locator("#export-feedback").click()
+            expect(page.locator("#export-result")).to_contain_text(
+                re.compile(r"Exported [1-9][0-9]* rows")
+            )
+            expect(page.locator("#export-key")).to_contain_text("tenants/acme/feedback/greenhouse/")
+
+            page.goto(deployment_url)
+            page.locator("#retrain-deployment").click()
+            expect(page.locator("#validation_key")).to_have_value(
+                "tenants/acme/datasets/iris-holdout/"
+            )
+            page.locator("#policy_id").fill("weekly")
+            page.locator("#submit-policy").click()
+            policy_url = url + "/retraining/weekly"
+            expect(page).to_have_url(re.compile(re.escape(policy_url) + r"(\?.*)?$"))
+            expect(page.locator("#policy-status")).to_have_text("ACTIVE")
+            wait_for_text(page, policy_url, "#schedule-state", "ENABLED", 15)
+
+            rejected = page.locator("#runs tr[data-run]:has([data-decision=REJECTED])")
+            promoted = page.locator("#runs tr[data-run]:has([data-decision=PROMOTED])")
+            deadline = time.monotonic() + 6 * RETRAIN_INTERVAL
+            while (rejected.count() == 0 or promoted.count() == 0) and (
+                time.monotonic() < deadline
+            ):
+                time.sleep(1)
+                page.goto(policy_url)
+            expect(rejected.first).to_be_visible()
+            expect(promoted.first).to_be_visible()
+            expect(rejected.first.locator("[data-reason]")).to_contain_text(
+                "Rejected, no improvement: validation:auc"
+            )
+            expect(promoted.first.locator("[data-reason]")).to_contain_text("Promoted:")
+            first = rejected.first.get_attribute("data-run") or ""
+            second = promoted.first.get_attribute("data-run") or ""
+            assert first < second  # the first run rejected, the second promoted
+            promoted_job = promoted.first.locator("a[data-job]").inner_text().strip()
+            assert promoted_job.startswith("acme-")
+
+            # the promoted model replaces the deployed one (blue/green)
+            wait_for_text(page, deployment_url, "#deployment-status", "IN_SERVICE", 30)
+            deadline = time.monotonic() + 30
+            serving = page.locator("#serving-version")
+            while promoted_job not in serving.inner_text() and time.monotonic() < deadline:
+                time.sleep(1)
+                page.goto(deployment_url)
+            expect(serving).to_contain_text(promoted_job)
+
+            page.goto(url + "/notifications")
+            for decision in ("rejected", "promoted"):
+                row = page.locator(f'tr[data-notification$="#retraining-{decision}"]')
+                expect(row.first).to_contain_text(f"Retraining weekly: {decision}")
+                expect(row.first.locator('a[href="/retraining/weekly"]')).to_have_count(1)
+
+            other = signed_in_page(browser, url, "gina@globex.example", "globex")
+            other.goto(url + "/retraining")
+            expect(other.locator("#policies tr[data-policy]")).to_have_count(0)
+            assert other.request.get(policy_url, max_redirects=0).status == 404
+            other.goto(url + "/notifications")
+            expect(other.locator('a[href="/retraining/weekly"]')).to_have_count(0)
         finally:
             browser.close()

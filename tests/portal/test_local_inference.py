@@ -3,11 +3,14 @@ behind them, over real HTTP on 127.0.0.1 against moto in process."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
 import httpx
 import portal_helpers  # noqa: F401 - puts portal/ on sys.path first
 import pytest
@@ -230,3 +233,43 @@ def test_usage_reaches_cloudwatch_with_tenant_and_endpoint(api: Api) -> None:
         Statistics=["Sum"],
     )["Datapoints"]
     assert sum(point["Sum"] for point in stats) == 4
+
+
+def test_requests_are_captured_like_sagemaker_data_capture(api: Api) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(
+        Bucket="platform-data", CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
+    prefix = "tenants/acme/monitoring/acme-capture/capture/"
+    create_endpoint(
+        boto3.client("sagemaker", region_name=REGION),
+        tenant_id="acme",
+        deployment_id="capture",
+        endpoint_name="acme-capture",
+        capture_uri=f"s3://platform-data/{prefix}",
+    )
+    response = api.invoke("acme-capture", "0.5,1.5\n2,3\n", api.token("acme"))
+    assert response.status_code == 200
+    assert api.invoke("acme-thermostat", "1,2", api.token("acme")).status_code == 200  # no capture
+
+    listed = s3.list_objects_v2(Bucket="platform-data", Prefix="tenants/")["Contents"]
+    assert len(listed) == 1
+    key = listed[0]["Key"]
+    assert re.fullmatch(
+        re.escape(prefix) + r"acme-capture/AllTraffic/\d{4}/\d{2}/\d{2}/\d{2}/"
+        r"\d{2}-\d{2}-\d{3}-[0-9a-f-]{36}\.jsonl",
+        key,
+    ), key
+    lines = s3.get_object(Bucket="platform-data", Key=key)["Body"].read().decode().splitlines()
+    record = json.loads(lines[0])
+    assert record["eventVersion"] == "0"
+    assert record["captureData"]["endpointInput"] == {
+        "observedContentType": "text/csv",
+        "mode": "INPUT",
+        "data": "0.5,1.5\n2,3\n",
+        "encoding": "CSV",
+    }
+    assert record["captureData"]["endpointOutput"]["data"] == response.text
+    assert record["captureData"]["endpointOutput"]["encoding"] == "CSV"
+    assert record["eventMetadata"]["eventId"] in key
+    assert record["eventMetadata"]["inferenceTime"].endswith("Z")
