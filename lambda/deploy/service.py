@@ -40,10 +40,8 @@ from training_common import (
     ModelVersion,
     QueueMessage,
     TenantRepository,
-    backoff_seconds,
     describe_schema_errors,
     new_session,
-    send_to_dead_letter_queue,
     utc_now,
 )
 from training_common.deployments import (
@@ -58,6 +56,7 @@ from training_common.deployments import (
     close_intervals,
 )
 from training_common.repositories import DeploymentRepository
+from training_common.sqs_handler import dead_letter, exhausted_reason, retry_later
 from training_common.validation import validate_deployment
 
 from . import monitoring, resources
@@ -103,10 +102,6 @@ class Outcome(StrEnum):
     ALREADY_HANDLED = "ALREADY_HANDLED"
     IGNORED = "IGNORED"
     DEAD_LETTERED = "DEAD_LETTERED"
-
-
-class RetryLaterError(Exception):
-    """Leave the message on the queue; its visibility timeout holds the back-off."""
 
 
 @dataclass
@@ -502,37 +497,26 @@ class DeployService:
     # Queue -------------------------------------------------------------------------------
 
     def _back_off(self, message: QueueMessage, why: str, cause: Exception | None = None) -> None:
-        delay = backoff_seconds(
-            message.receive_count,
+        retry_later(
+            self.sqs,
+            self.settings.requests_queue_url,
+            message,
             base=self.settings.backoff_base_seconds,
             cap=self.settings.backoff_max_seconds,
+            why=why,
+            logger=logger,
+            cause=cause,
         )
-        if self.settings.requests_queue_url:
-            try:
-                self.sqs.change_message_visibility(
-                    QueueUrl=self.settings.requests_queue_url,
-                    ReceiptHandle=message.receipt_handle,
-                    VisibilityTimeout=delay,
-                )
-            except ClientError:
-                logger.exception("Could not set the back-off; the queue's own timeout applies")
-        logger.warning("Retrying later", why=why, retry_in_seconds=delay)
-        raise RetryLaterError(f"{why}: retry in {delay} s") from cause
 
     def _dead_letter(self, message: QueueMessage, reason: str) -> Outcome:
-        dlq_id = send_to_dead_letter_queue(
+        dead_letter(
             self.sqs,
             self.settings.dead_letter_queue_url,
             message,
-            reason=reason,
+            reason,
             handler=HANDLER_NAME,
-        )
-        metrics.add_metric(name="RequestsDeadLettered", unit=MetricUnit.Count, value=1)
-        logger.error(
-            "Message sent to the dead-letter queue",
-            reason=reason,
-            message_id=message.message_id,
-            dlq_message_id=dlq_id,
+            logger=logger,
+            metrics=metrics,
         )
         return Outcome.DEAD_LETTERED
 
@@ -542,13 +526,7 @@ class DeployService:
             request = DeploymentRequest.model_validate_json(message.body)
         except ValidationError:
             return
-        root = error.__cause__ if isinstance(error, RetryLaterError) else error
-        cause = error_code(root) if isinstance(root, ClientError) else type(root).__name__
-        reason = (
-            f"The platform could not carry out the {request.action.value} after "
-            f"{message.receive_count} attempts (last error: {cause}); the request went to the "
-            "dead-letter queue, where the platform team can inspect and redrive it."
-        )
+        reason = exhausted_reason(f"carry out the {request.action.value}", message, error)
         try:
             record = self.deployments.get(request.tenant_id, request.deployment_id)
             if (

@@ -63,9 +63,9 @@ from training_common import (
     is_tenant_id,
     iso_utc,
     new_session,
-    send_to_dead_letter_queue,
 )
 from training_common.repositories import DeploymentRepository
+from training_common.sqs_handler import dead_letter, hold_message
 
 from .endpoint_events import DeploymentEvents
 from .events import (
@@ -502,27 +502,18 @@ class JobEventsService:
             cap=self.settings.busy_backoff_max_seconds,
         )
         logger.info("Retrying the event later", retry_in_seconds=delay)
-        if not self.settings.job_events_queue_url:
-            return
-        try:
-            self.sqs.change_message_visibility(
-                QueueUrl=self.settings.job_events_queue_url,
-                ReceiptHandle=message.receipt_handle,
-                VisibilityTimeout=delay,
-            )
-        except ClientError:
-            logger.exception("Could not set the back-off; the queue's own timeout applies")
+        hold_message(self.sqs, self.settings.job_events_queue_url, message, delay, logger)
 
     def _dead_letter(self, message: QueueMessage, reason: str) -> Outcome:
-        dlq_id = send_to_dead_letter_queue(
-            self.sqs, self.settings.events_dlq_url, message, reason=reason, handler=HANDLER_NAME
-        )
-        metrics.add_metric(name="EventsDeadLettered", unit=MetricUnit.Count, value=1)
-        logger.error(
-            "Message sent to the dead-letter queue",
-            reason=reason,
-            message_id=message.message_id,
-            dlq_message_id=dlq_id,
+        dead_letter(
+            self.sqs,
+            self.settings.events_dlq_url,
+            message,
+            reason,
+            handler=HANDLER_NAME,
+            logger=logger,
+            metrics=metrics,
+            metric="EventsDeadLettered",
         )
         return Outcome.DEAD_LETTERED
 

@@ -54,10 +54,10 @@ from training_common import (
     iso_utc,
     new_session,
     parse_iso_utc,
-    send_to_dead_letter_queue,
     tuning_job_name,
     utc_now,
 )
+from training_common.sqs_handler import dead_letter, exhausted_reason, retry_later
 
 from .retraining import PlanOutcome, RetrainingPlanner, manifest_problem
 from .settings import LaunchSettings
@@ -104,10 +104,6 @@ class Outcome(StrEnum):
     """A retraining trigger whose run was skipped (recorded with the reason)."""
     IGNORED = "IGNORED"
     """A retraining trigger of a policy that is not active."""
-
-
-class RetryLaterError(Exception):
-    """Leave the message on the queue; its visibility timeout already holds the back-off."""
 
 
 @dataclass(frozen=True)
@@ -320,15 +316,14 @@ class LaunchService:
         logger.warning("Unreadable request names a job", tenant_id=tenant_id, job_id=job_id)
 
     def _dead_letter(self, message: QueueMessage, reason: str) -> None:
-        dlq_id = send_to_dead_letter_queue(
-            self.sqs, self.settings.requests_dlq_url, message, reason=reason, handler=HANDLER_NAME
-        )
-        metrics.add_metric(name="RequestsDeadLettered", unit=MetricUnit.Count, value=1)
-        logger.error(
-            "Message sent to the dead-letter queue",
-            reason=reason,
-            message_id=message.message_id,
-            dlq_message_id=dlq_id,
+        dead_letter(
+            self.sqs,
+            self.settings.requests_dlq_url,
+            message,
+            reason,
+            handler=HANDLER_NAME,
+            logger=logger,
+            metrics=metrics,
         )
 
     def _launch(self, message: QueueMessage, request: TrainingRequest) -> Outcome:
@@ -438,15 +433,17 @@ class LaunchService:
         if code == "ResourceInUse" or (code == "ValidationException" and "already exists" in text):
             return self._mark_starting(request, target, self._existing_arn(target), attempts)
         if code in RETRYABLE_SAGEMAKER_ERRORS:
-            delay = backoff_seconds(
-                message.receive_count,
+            metrics.add_metric(name="LaunchRetries", unit=MetricUnit.Count, value=1)
+            retry_later(
+                self.sqs,
+                self.settings.requests_queue_url,
+                message,
                 base=self.settings.backoff_base_seconds,
                 cap=self.settings.backoff_max_seconds,
+                why=code,
+                logger=logger,
+                cause=error,
             )
-            self._change_visibility(message, delay)
-            metrics.add_metric(name="LaunchRetries", unit=MetricUnit.Count, value=1)
-            logger.warning("SageMaker asked to slow down", error_code=code, retry_in_seconds=delay)
-            raise RetryLaterError(f"{code}: retry in {delay} s") from error
         if code == "ValidationException":
             reason = "SageMaker did not accept the job: " + _ARN.sub("<arn>", text)
             if self.jobs.transition(
@@ -476,16 +473,6 @@ class LaunchService:
         metrics.add_metric(name="RequestsMismatched", unit=MetricUnit.Count, value=1)
         logger.warning("Request does not match its job record", fields=differing)
         return Outcome.DEAD_LETTERED
-
-    def _change_visibility(self, message: QueueMessage, seconds: int) -> None:
-        try:
-            self.sqs.change_message_visibility(
-                QueueUrl=self.settings.requests_queue_url,
-                ReceiptHandle=message.receipt_handle,
-                VisibilityTimeout=seconds,
-            )
-        except ClientError:
-            logger.exception("Could not set the back-off; the queue's own timeout applies")
 
     def _defer(
         self,
@@ -547,13 +534,7 @@ class LaunchService:
         request = self._request_of(message)
         if request is None:
             return
-        root = error.__cause__ if isinstance(error, RetryLaterError) else error
-        cause = _error_code(root) if isinstance(root, ClientError) else type(root).__name__
-        reason = (
-            f"The platform could not start the job after {message.receive_count} attempts "
-            f"(last error: {cause}); the request went to the dead-letter queue, where the "
-            "platform team can inspect and redrive it."
-        )
+        reason = exhausted_reason("start the job", message, error)
         try:
             job = self.jobs.get(request.tenant_id, request.job_id)
             if job is None or mismatched_fields(request, job):

@@ -39,13 +39,12 @@ from training_common import (
     RetrainingPolicy,
     RetrainingPolicyRepository,
     ScheduleState,
-    backoff_seconds,
     describe_schema_errors,
     new_session,
     schedule_name,
-    send_to_dead_letter_queue,
     trigger_input,
 )
+from training_common.sqs_handler import dead_letter, exhausted_reason, retry_later
 
 from .settings import RetrainingSettings
 
@@ -77,10 +76,6 @@ class Outcome(StrEnum):
     STALE = "STALE"
     ALREADY_HANDLED = "ALREADY_HANDLED"
     DEAD_LETTERED = "DEAD_LETTERED"
-
-
-class RetryLaterError(Exception):
-    """Leave the message on the queue; its visibility timeout holds the back-off."""
 
 
 def error_code(error: ClientError) -> str:
@@ -316,37 +311,26 @@ class RetrainingService:
     # Queue -------------------------------------------------------------------------------
 
     def _back_off(self, message: QueueMessage, why: str, cause: Exception | None = None) -> None:
-        delay = backoff_seconds(
-            message.receive_count,
+        retry_later(
+            self.sqs,
+            self.settings.requests_queue_url,
+            message,
             base=self.settings.backoff_base_seconds,
             cap=self.settings.backoff_max_seconds,
+            why=why,
+            logger=logger,
+            cause=cause,
         )
-        if self.settings.requests_queue_url:
-            try:
-                self.sqs.change_message_visibility(
-                    QueueUrl=self.settings.requests_queue_url,
-                    ReceiptHandle=message.receipt_handle,
-                    VisibilityTimeout=delay,
-                )
-            except ClientError:
-                logger.exception("Could not set the back-off; the queue's own timeout applies")
-        logger.warning("Retrying later", why=why, retry_in_seconds=delay)
-        raise RetryLaterError(f"{why}: retry in {delay} s") from cause
 
     def _dead_letter(self, message: QueueMessage, reason: str) -> Outcome:
-        dlq_id = send_to_dead_letter_queue(
+        dead_letter(
             self.sqs,
             self.settings.dead_letter_queue_url,
             message,
-            reason=reason,
+            reason,
             handler=HANDLER_NAME,
-        )
-        metrics.add_metric(name="RequestsDeadLettered", unit=MetricUnit.Count, value=1)
-        logger.error(
-            "Message sent to the dead-letter queue",
-            reason=reason,
-            message_id=message.message_id,
-            dlq_message_id=dlq_id,
+            logger=logger,
+            metrics=metrics,
         )
         return Outcome.DEAD_LETTERED
 
@@ -356,14 +340,8 @@ class RetrainingService:
             request = PolicyRequest.model_validate_json(message.body)
         except ValidationError:
             return
-        root = error.__cause__ if isinstance(error, RetryLaterError) else error
-        cause = error_code(root) if isinstance(root, ClientError) else type(root).__name__
         what = "delete the schedule" if request.action == PolicyAction.DELETE else "apply it"
-        reason = (
-            f"The platform could not {what} after {message.receive_count} attempts (last "
-            f"error: {cause}); the request went to the dead-letter queue, where the platform "
-            "team can inspect and redrive it."
-        )
+        reason = exhausted_reason(what, message, error)
         try:
             record = self.policies.get(request.tenant_id, request.policy_id)
             if record is None or record.request_id != request.request_id:

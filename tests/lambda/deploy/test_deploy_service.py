@@ -9,8 +9,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
-from deploy.service import Outcome, RetryLaterError
+from deploy.service import Outcome
 from training_common.deployments import DeploymentStatus, EndpointKind
+from training_common.sqs_handler import RetryLaterError
 
 ENDPOINT = "acme-thermostat"
 

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from launch.service import DEFERRALS_ATTRIBUTE, LaunchService, Outcome, RetryLaterError
+from launch.service import DEFERRALS_ATTRIBUTE, LaunchService, Outcome
 from launch.settings import LaunchSettings
 from training_common import Job, JobStatus, QueueMessage, TenantStatus
+from training_common.sqs_handler import RetryLaterError
 
 
 def make_service(platform: Any, **env: str) -> LaunchService:

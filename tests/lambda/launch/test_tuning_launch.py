@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from launch.service import DEFERRALS_ATTRIBUTE, LaunchService, Outcome, RetryLaterError
+from launch.service import DEFERRALS_ATTRIBUTE, LaunchService, Outcome
 from launch.settings import LaunchSettings
 from training_common import Job, JobKind, JobStatus, QueueMessage, tuning_job_name
+from training_common.sqs_handler import RetryLaterError
 
 
 def make_service(platform: Any, **env: str) -> LaunchService:

@@ -12,8 +12,9 @@ from unittest.mock import MagicMock
 import pytest
 from botocore.stub import Stubber
 from retraining import service as module
-from retraining.service import Outcome, RetryLaterError
+from retraining.service import Outcome
 from training_common import PolicyStatus, ScheduleState, trigger_input
+from training_common.sqs_handler import RetryLaterError
 
 
 @pytest.fixture(autouse=True)
