@@ -383,26 +383,15 @@ class DeployService:
 
     def _undeploy(self, record: Deployment) -> Outcome:
         if record.status == DeploymentStatus.DELETED:
+            # SageMaker's "endpoint deleted" event can reach the job-events handler, which
+            # records DELETED, before this request's cleanup is done; a retry of the request
+            # (the same request id: a new deploy would have replaced it) finishes it. Every
+            # delete is idempotent.
+            self._delete_resources(record)
             return Outcome.ALREADY_HANDLED
         if record.status != DeploymentStatus.UNDEPLOYING:
             return Outcome.STALE
-        sm = self.sagemaker
-        schedule = record.monitoring_schedule_name or resources.schedule_name(record)
-        delete_if_present(sm.delete_monitoring_schedule, MonitoringScheduleName=schedule)
-        if record.baseline_job_name:
-            delete_if_present(
-                sm.delete_data_quality_job_definition,
-                JobDefinitionName=resources.job_definition_name(record, record.baseline_job_name),
-            )
-        delete_if_present(sm.delete_endpoint, EndpointName=record.endpoint_name)
-        alarms = record.alarm_names or resources.alarm_names(self.settings, record)
-        self.cloudwatch.delete_alarms(AlarmNames=alarms)
-        if record.endpoint_config_name:
-            delete_if_present(
-                sm.delete_endpoint_config, EndpointConfigName=record.endpoint_config_name
-            )
-        if record.model_name:
-            delete_if_present(sm.delete_model, ModelName=record.model_name)
+        self._delete_resources(record)
         now = utc_now()
 
         def change(current: Deployment) -> Deployment | None:
@@ -430,6 +419,27 @@ class DeployService:
         metrics.add_metric(name="EndpointsDeleted", unit=MetricUnit.Count, value=1)
         logger.info("Deployment undeployed", endpoint=record.endpoint_name)
         return Outcome.UNDEPLOYED
+
+    def _delete_resources(self, record: Deployment) -> None:
+        """Delete what serves the deployment: monitoring schedule and job definition, endpoint,
+        alarms, endpoint configuration and model (each only if present)."""
+        sm = self.sagemaker
+        schedule = record.monitoring_schedule_name or resources.schedule_name(record)
+        delete_if_present(sm.delete_monitoring_schedule, MonitoringScheduleName=schedule)
+        if record.baseline_job_name:
+            delete_if_present(
+                sm.delete_data_quality_job_definition,
+                JobDefinitionName=resources.job_definition_name(record, record.baseline_job_name),
+            )
+        delete_if_present(sm.delete_endpoint, EndpointName=record.endpoint_name)
+        alarms = record.alarm_names or resources.alarm_names(self.settings, record)
+        self.cloudwatch.delete_alarms(AlarmNames=alarms)
+        if record.endpoint_config_name:
+            delete_if_present(
+                sm.delete_endpoint_config, EndpointConfigName=record.endpoint_config_name
+            )
+        if record.model_name:
+            delete_if_present(sm.delete_model, ModelName=record.model_name)
 
     # Monitor -----------------------------------------------------------------------------
 

@@ -363,6 +363,35 @@ def test_undeploy_deletes_schedule_endpoint_and_alarms_and_records_deleted(kit: 
     assert record.history[-1].status is DeploymentStatus.DELETED
 
 
+def test_an_undeploy_retried_after_job_events_recorded_deleted_still_cleans_up(kit: Any) -> None:
+    """SageMaker's "endpoint deleted" event may reach job-events (DELETED) before the first
+    attempt's cleanup is done: the retry of the same request deletes what is left."""
+    kit.service().handle(kit.message(kit.submit(kit.deploy_request())))
+    in_service(kit)
+    undeploy = kit.submit(kit.other_request("undeploy"))
+    prefix = "tp-test-acme-thermostat-"
+    assert kit.cloudwatch.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]
+
+    def deleted_by_events(current: Any) -> Any:
+        return current.model_copy(update={"status": DeploymentStatus.DELETED})
+
+    kit.deployments.update("acme", "thermostat", deleted_by_events)
+    client, stub = stubbed_client()  # moto has no monitoring schedules
+    stub.add_client_error("delete_monitoring_schedule", "ResourceNotFound", "no schedule")
+    stub.add_client_error("delete_data_quality_job_definition", "ResourceNotFound", "none")
+    with stub:
+        names = {"delete_monitoring_schedule", "delete_data_quality_job_definition"}
+        service = kit.service(Shim(kit.sagemaker, client, names))
+        outcome = service.handle(kit.message(undeploy, receive_count=2))
+        stub.assert_no_pending_responses()
+
+    assert outcome is Outcome.ALREADY_HANDLED
+    assert kit.cloudwatch.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"] == []
+    with pytest.raises(ClientError):
+        kit.sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert kit.deployments.get("acme", "thermostat").status is DeploymentStatus.DELETED
+
+
 def test_monitor_creates_the_job_definition_and_schedule_of_a_completed_baseline(kit: Any) -> None:
     kit.service().handle(kit.message(kit.submit(kit.deploy_request())))
     record = kit.deployments.get("acme", "thermostat")
