@@ -233,6 +233,11 @@ def jobs_kit(platform: Any, make: Any) -> SimpleNamespace:
     def tuning_job(**spec: Any) -> Job:
         """A STARTING tuning job record and its tuning job in moto."""
         job = starting_job(tuning=tuning_spec(**spec), hyperparameters={"num_round": "50"})
+        sagemaker_tuning_job(job)
+        return job
+
+    def sagemaker_tuning_job(job: Job) -> None:
+        """The tuning job of record ``job`` in moto (what the launch handler creates)."""
         assert job.tuning_job_name is not None
         platform.sagemaker.create_hyper_parameter_tuning_job(
             HyperParameterTuningJobName=job.tuning_job_name,
@@ -259,7 +264,6 @@ def jobs_kit(platform: Any, make: Any) -> SimpleNamespace:
             },
             Tags=[{"Key": "tenant", "Value": "acme"}, {"Key": "job", "Value": job.job_id}],
         )
-        return job
 
     def trial_job(job: Job, number: int, prefix: str | None = None) -> str:
         """A training job of the tuning job in moto (what SageMaker starts); its name."""
@@ -321,6 +325,7 @@ def jobs_kit(platform: Any, make: Any) -> SimpleNamespace:
         service=service,
         starting_job=starting_job,
         tuning_job=tuning_job,
+        sagemaker_tuning_job=sagemaker_tuning_job,
         trial_job=trial_job,
         set_best=set_best,
         subscribe=subscribe,

@@ -32,7 +32,6 @@ from training_common.deployments import DeploymentRequest, DeploymentStatus
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/sagemaker-training"
 HOLDOUT = "tenants/acme/datasets/holdout/"
 SLOT = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)
 DEPLOYED_JOB = "acme-20261130020000-aaaaaa"
@@ -104,31 +103,7 @@ def promo(
             submitted_by="retraining:weekly",
             **overrides,
         )
-        platform.sagemaker.create_hyper_parameter_tuning_job(
-            HyperParameterTuningJobName=job.tuning_job_name,
-            HyperParameterTuningJobConfig={
-                "Strategy": "Bayesian",
-                "HyperParameterTuningJobObjective": {
-                    "Type": "Maximize",
-                    "MetricName": "validation:auc",
-                },
-                "ResourceLimits": {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 2},
-            },
-            TrainingJobDefinition={
-                "AlgorithmSpecification": {"TrainingImage": IMAGE, "TrainingInputMode": "File"},
-                "RoleArn": ROLE,
-                "OutputDataConfig": {
-                    "S3OutputPath": f"s3://artifacts-bucket/tenants/acme/jobs/{job.job_id}/output"
-                },
-                "ResourceConfig": {
-                    "InstanceType": "ml.m5.large",
-                    "InstanceCount": 1,
-                    "VolumeSizeInGB": 50,
-                },
-                "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
-            },
-            Tags=[{"Key": "tenant", "Value": "acme"}, {"Key": "job", "Value": job.job_id}],
-        )
+        jobs_kit.sagemaker_tuning_job(job)
         created = datetime.now(UTC)
         retraining.runs.put_if_absent(
             RetrainingRun(
