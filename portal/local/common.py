@@ -14,7 +14,9 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any, cast
 
+import boto3
 from training_common import JobStatus, Notification, iso_utc, output_prefix, utc_now
 
 REGION = "eu-west-1"
@@ -115,3 +117,27 @@ def job_notification(
         message=message,
         created_at=at,
     )
+
+
+class _Clients:
+    """What the services' ``from_settings`` and repositories ask of a session, with moto's
+    endpoint URL and the local region on every client (``None``: moto in process)."""
+
+    def __init__(self, session: boto3.Session, endpoint_url: str | None) -> None:
+        self._session = session
+        self._endpoint_url = endpoint_url
+
+    def client(self, name: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("region_name", REGION)
+        kwargs.setdefault("endpoint_url", self._endpoint_url)
+        return self._session.client(name, **kwargs)
+
+    def resource(self, name: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("region_name", REGION)
+        kwargs.setdefault("endpoint_url", self._endpoint_url)
+        return self._session.resource(name, **kwargs)
+
+
+def local_clients(session: boto3.Session, endpoint_url: str | None) -> boto3.Session:
+    """A stand-in session whose clients and resources talk to moto in the local region."""
+    return cast(boto3.Session, _Clients(session, endpoint_url))

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
 from portal_app.settings import PortalSettings
@@ -44,7 +44,7 @@ from training_common import (
     slot_code,
 )
 
-from .common import ACCOUNT, REGION
+from .common import ACCOUNT, REGION, local_clients
 from .stack import (
     RETRAINING_POLICIES_TABLE,
     RETRAINING_REQUESTS_DLQ,
@@ -154,29 +154,6 @@ class DataFeed:
             ContentType="text/csv",
         )
         self.written.append(key)
-
-
-class _Clients:
-    """``session.client``/``resource`` with the local region and moto's URL."""
-
-    def __init__(self, session: boto3.Session, endpoint_url: str | None) -> None:
-        self._session = session
-        self._endpoint_url = endpoint_url
-
-    def client(self, name: str, **kwargs: Any) -> Any:
-        kwargs.setdefault("region_name", REGION)
-        kwargs.setdefault("endpoint_url", self._endpoint_url)
-        return self._session.client(name, **kwargs)
-
-    def resource(self, name: str, **kwargs: Any) -> Any:
-        kwargs.setdefault("region_name", REGION)
-        kwargs.setdefault("endpoint_url", self._endpoint_url)
-        return self._session.resource(name, **kwargs)
-
-
-def local_clients(session: boto3.Session, endpoint_url: str | None) -> boto3.Session:
-    """A stand-in session whose clients and resources talk to moto in the local region."""
-    return cast(boto3.Session, _Clients(session, endpoint_url))
 
 
 def promotion_service(
@@ -308,7 +285,6 @@ __all__ = [
     "Loop",
     "Promotion",
     "RetrainingRequests",
-    "local_clients",
     "local_retraining_env",
     "promotion_service",
     "queue_arn",

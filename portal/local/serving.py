@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
@@ -51,7 +51,7 @@ from training_common import QueueMessage
 from training_common.deployments import AlarmKind, Deployment, DeploymentStatus, alarm_name
 from training_common.repositories import DeploymentRepository
 
-from .common import ACCOUNT, REGION, sagemaker_arn
+from .common import ACCOUNT, REGION, local_clients, sagemaker_arn
 from .stack import DEAD_LETTER_QUEUE, RETRAINING_POLICIES_TABLE, RETRAINING_RUNS_TABLE
 
 log = logging.getLogger("local.serving")
@@ -226,25 +226,6 @@ class SageMakerShim:
         return dict(self._moto.list_tags(ResourceArn=ResourceArn, **rest))
 
 
-class _Clients:
-    """What the services' ``from_settings`` and repositories ask of a session, with moto's
-    endpoint URL and the local region on every client (``None``: moto in process)."""
-
-    def __init__(self, session: boto3.Session, endpoint_url: str | None) -> None:
-        self._session = session
-        self._endpoint_url = endpoint_url
-
-    def client(self, name: str, **kwargs: Any) -> Any:
-        kwargs.setdefault("region_name", REGION)
-        kwargs.setdefault("endpoint_url", self._endpoint_url)
-        return self._session.client(name, **kwargs)
-
-    def resource(self, name: str, **kwargs: Any) -> Any:
-        kwargs.setdefault("region_name", REGION)
-        kwargs.setdefault("endpoint_url", self._endpoint_url)
-        return self._session.resource(name, **kwargs)
-
-
 @dataclass
 class _Pending:
     """An event to deliver once ``due`` (a step count) is reached."""
@@ -329,7 +310,7 @@ class ServingSimulator:
         self.clock = clock
         self.drift_steps = drift_steps
         self._forget = forget
-        clients = cast(boto3.Session, _Clients(session, endpoint_url))
+        clients = local_clients(session, endpoint_url)
         self.sqs = clients.client("sqs")
         self.cloudwatch = clients.client("cloudwatch")
         dlq = str(self.sqs.get_queue_url(QueueName=DEAD_LETTER_QUEUE)["QueueUrl"])
