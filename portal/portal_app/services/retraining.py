@@ -550,28 +550,27 @@ def edit(
 
 def pause(aws: TenantAws, queue: str, policy_id: str, by: str) -> RetrainingPolicy:
     """Disable the schedule (the record says PAUSED; no run starts until resumed)."""
-    current = get(aws, policy_id)
-    _refuse_busy(current)
-    if current.status == PolicyStatus.PAUSED:
-        raise Conflict(f"Policy {policy_id} is already paused.")
-
-    def change(record: RetrainingPolicy) -> RetrainingPolicy | None:
-        _refuse_busy(record)
-        return _renewed(record, status=PolicyStatus.PAUSED)
-
-    return _change(aws, queue, policy_id, change, PolicyAction.APPLY, by)
+    return _switch(aws, queue, policy_id, by, PolicyStatus.PAUSED, "is already paused")
 
 
 def resume(aws: TenantAws, queue: str, policy_id: str, by: str) -> RetrainingPolicy:
     """Enable the schedule again."""
+    return _switch(aws, queue, policy_id, by, PolicyStatus.ACTIVE, "is not paused")
+
+
+def _switch(
+    aws: TenantAws, queue: str, policy_id: str, by: str, status: PolicyStatus, already: str
+) -> RetrainingPolicy:
+    """Set an ACTIVE or PAUSED policy to ``status`` and queue the apply request; Conflict when it
+    is there already (``already`` says so) or the policy is being deleted."""
     current = get(aws, policy_id)
     _refuse_busy(current)
-    if current.status == PolicyStatus.ACTIVE:
-        raise Conflict(f"Policy {policy_id} is not paused.")
+    if current.status == status:
+        raise Conflict(f"Policy {policy_id} {already}.")
 
     def change(record: RetrainingPolicy) -> RetrainingPolicy | None:
         _refuse_busy(record)
-        return _renewed(record, status=PolicyStatus.ACTIVE)
+        return _renewed(record, status=status)
 
     return _change(aws, queue, policy_id, change, PolicyAction.APPLY, by)
 
