@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from moto_state import MotoState
 from training_common import new_session
 
 # Powertools reads these when the handler modules are imported, during collection.
@@ -92,9 +93,15 @@ class Platform:
                 self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
-@pytest.fixture
-def platform(fake_aws_credentials: None) -> Iterator[Platform]:
-    """Tables, buckets, queues (each with its DLQ) and the notifications topic, in moto."""
+@dataclass(frozen=True)
+class _Built:
+    env: dict[str, str]
+    state: MotoState
+
+
+@pytest.fixture(scope="session")
+def _built_resources() -> _Built:
+    """The resources every handler test starts from, created once per worker."""
     with mock_aws():
         session = new_session(region_name=REGION)
         dynamodb = session.client("dynamodb")
@@ -153,15 +160,25 @@ def platform(fake_aws_credentials: None) -> Iterator[Platform]:
             "CATALOG_CACHE_SECONDS": "0",
             "PORTAL_JOB_URL_TEMPLATE": "https://portal.example.com/jobs/{job_id}",
         }
-        catalog = CatalogRepository(s3, "catalog-bucket", cache_ttl_seconds=0)
-        catalog.put(algorithm())
+        CatalogRepository(s3, "catalog-bucket", cache_ttl_seconds=0).put(algorithm())
+        return _Built(env, MotoState.take())
+
+
+@pytest.fixture
+def platform(fake_aws_credentials: None, _built_resources: _Built) -> Iterator[Platform]:
+    """Tables, buckets, queues (each with its DLQ) and the notifications topic, in moto: a copy
+    of the built ones in the test's own mock, so what one test writes no other sees."""
+    with mock_aws():
+        _built_resources.state.restore()
+        session = new_session(region_name=REGION)
+        sqs = session.client("sqs")
         yield Platform(
             session=session,
-            env=env,
+            env=dict(_built_resources.env),
             tenants=TenantRepository.from_table_name("tenants", session),
             jobs=JobRepository.from_table_name("jobs", session),
             notifications=NotificationRepository.from_table_name("notifications", session),
-            catalog=catalog,
+            catalog=CatalogRepository(session.client("s3"), "catalog-bucket", cache_ttl_seconds=0),
             sqs=sqs,
             sagemaker=session.client("sagemaker"),
         )
