@@ -17,6 +17,7 @@ os.environ.setdefault("CDK_VALIDATION", "false")
 
 import pytest
 from aws_cdk.assertions import Template
+from xdist.scheduler import LoadScopeScheduling
 
 from training_platform.config import PlatformConfig, load_config
 from training_platform.constructs.nag import PACKS
@@ -93,3 +94,33 @@ def with_all_packs(config: PlatformConfig) -> PlatformConfig:
 def synthesized(request: pytest.FixtureRequest) -> Synthesized:
     """Each environment in turn, for the gates every stack passes."""
     return request.getfixturevalue(request.param)
+
+
+# Tests that share an expensive session-scoped fixture, kept on one pytest-xdist worker each.
+_GROUPS = {
+    # the browser tests mostly wait on the local portal's simulated jobs: they share one local
+    # portal on one worker while the other works through the rest
+    "tests/portal/test_browser.py": "browser",
+    # every test of a synthesized environment: each environment is synthesized by one worker
+    "tests/stacks/": "synthesis",
+    "tests/test_gates.py": "synthesis",
+    "tests/test_reports.py": "synthesis",
+    "tests/test_architecture.py": "synthesis",
+    "tests/test_config.py": "synthesis",
+}
+
+
+class _GroupedScheduling(LoadScopeScheduling):
+    """``--dist load`` (``make test``), except that each group of :data:`_GROUPS` is one unit
+    of work, given whole to one worker, largest first; every other test is a unit of its own.
+    (xdist's ``loadgroup`` does this by mark, but it cannot rename nodes on pytest 9.2.)"""
+
+    def _split_scope(self, nodeid: str) -> str:
+        for prefix, group in _GROUPS.items():
+            if nodeid.startswith(prefix):
+                return group
+        return nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
+    return _GroupedScheduling(config, log) if config.getvalue("dist") == "load" else None
