@@ -11,10 +11,12 @@ it. :func:`simulate` runs requests through ``tests/iam/simulate.js`` (the npm pa
 
 from __future__ import annotations
 
+import atexit
 import json
 import re
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,18 +221,53 @@ def _sub_target(name: str) -> dict[str, Any]:
     return {"Ref": name}
 
 
+class _Simulator:
+    """One ``simulate.js --serve`` process, started on first use and kept for the session."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+        atexit.register(self.close)
+
+    def evaluate(self, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        with self._lock:
+            process = self._running()
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write(json.dumps(cases) + "\n")
+            process.stdin.flush()
+            line = process.stdout.readline()
+            if not line:
+                # the process died: say why, and start a new one for the next call
+                stderr = process.stderr.read() if process.stderr else ""
+                self._process = None
+                raise AssertionError(f"simulate.js stopped: {stderr}")
+            results: list[dict[str, Any]] = json.loads(line)
+            return results
+
+    def _running(self) -> subprocess.Popen[str]:
+        if self._process is None or self._process.poll() is not None:
+            node = shutil.which("node")
+            assert node is not None, "node is not on PATH"
+            self._process = subprocess.Popen(
+                [node, str(SCRIPT), "--serve"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+        return self._process
+
+    def close(self) -> None:
+        if self._process is not None and self._process.stdin is not None:
+            self._process.stdin.close()
+            self._process.wait(timeout=30)
+        self._process = None
+
+
+_SIMULATOR = _Simulator()
+
+
 def simulate(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Evaluate ``cases`` (see simulate.js) in one Node process; results by case id."""
-    node = shutil.which("node")
-    assert node is not None, "node is not on PATH"
-    completed = subprocess.run(
-        [node, str(SCRIPT)],
-        input=json.dumps(cases),
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return {r["id"]: r for r in json.loads(completed.stdout)}
+    """Evaluate ``cases`` (see simulate.js) in this process's simulator; results by case id."""
+    return {r["id"]: r for r in _SIMULATOR.evaluate(cases)}

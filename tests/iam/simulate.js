@@ -4,6 +4,8 @@
 //   { id, principal, action, resource, accountId, context, identityPolicies, resourcePolicy? }
 // (identityPolicies: [{ name, policy }]), and prints a JSON array of
 //   { id, result, errors }
+// With --serve it keeps going: each line of stdin is one such array, answered by one line, until
+// stdin closes (the tests keep one process per worker, instead of starting Node for each test).
 // where result is 'Allowed', 'ExplicitlyDenied', 'ImplicitlyDenied' or 'Error'. A request the
 // simulator refuses to evaluate (unknown action, a resource type the action does not take, a
 // context key it does not know) is an 'Error' with the simulator's reasons, never a denial: a
@@ -34,13 +36,23 @@ async function evaluate(item) {
   return { id: item.id, result: response.overallResult, errors: null };
 }
 
-async function main() {
-  const chunks = [];
-  for await (const chunk of process.stdin) chunks.push(chunk);
-  const cases = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+async function evaluateAll(cases) {
   const results = [];
   for (const item of cases) results.push(await evaluate(item));
-  process.stdout.write(JSON.stringify(results));
+  return JSON.stringify(results);
+}
+
+async function main() {
+  if (process.argv.includes('--serve')) {
+    const lines = require('readline').createInterface({ input: process.stdin, terminal: false });
+    for await (const line of lines) {
+      if (line.trim()) process.stdout.write(`${await evaluateAll(JSON.parse(line))}\n`);
+    }
+    return;
+  }
+  const chunks = [];
+  for await (const chunk of process.stdin) chunks.push(chunk);
+  process.stdout.write(await evaluateAll(JSON.parse(Buffer.concat(chunks).toString('utf8'))));
 }
 
 main().catch((error) => {
