@@ -34,7 +34,9 @@ pytestmark = [
         reason="Debian's Chromium is not installed (apt-get install -y chromium); CI installs it",
     ),
 ]
-RETRAIN_INTERVAL = 10.0
+STEP_SECONDS = 0.5
+RETRAIN_INTERVAL = 6.0
+POLL_SECONDS = 0.5
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -49,9 +51,12 @@ CHROMIUM_ARGS = [
 def local_portal() -> Iterator[object]:
     from local.runner import LocalPortal
 
-    # The local scheduler fires each enabled retraining schedule every 10 s (120 s by default):
-    # a retraining run (4 trials, 2 at a time) takes about 6 s, so the runs don't overlap.
-    with LocalPortal(step_seconds=1.0, retraining_interval_seconds=RETRAIN_INTERVAL) as portal:
+    # Simulated jobs advance a stage every half second (1.5 s in `make portal`), and the local
+    # scheduler fires each enabled retraining schedule every 6 s (120 s by default): a retraining
+    # run (4 trials, 2 at a time) takes about 3 s, so the runs don't overlap.
+    with LocalPortal(
+        step_seconds=STEP_SECONDS, retraining_interval_seconds=RETRAIN_INTERVAL
+    ) as portal:
         yield portal
 
 
@@ -90,7 +95,7 @@ def wait_for_text(page: Any, url: str, selector: str, text: str, seconds: float)
     deadline = time.monotonic() + seconds
     page.goto(url)
     while page.locator(selector).inner_text() != text and time.monotonic() < deadline:
-        time.sleep(1)
+        time.sleep(POLL_SECONDS)
         page.goto(url)
     expect(page.locator(selector)).to_have_text(text)
 
@@ -120,7 +125,7 @@ def test_acme_user_uploads_trains_and_downloads(local_portal: object, tmp_path: 
             deadline = time.monotonic() + 60
             status = page.get_by_test_id("job-status")
             while status.inner_text() != "COMPLETED" and time.monotonic() < deadline:
-                time.sleep(1)
+                time.sleep(POLL_SECONDS)
                 page.goto(job_url)
             expect(status).to_have_text("COMPLETED")
             expect(page.locator("#history")).to_contain_text("IN_PROGRESS")
@@ -330,7 +335,7 @@ def test_acme_deploys_and_calls_its_model_sees_usage_and_drift_globex_gets_403(
             page.goto(deployment_url)
             requests = page.locator('#usage td[data-usage="requests"]')
             while requests.inner_text() in {"", "0"} and time.monotonic() < deadline:
-                time.sleep(1)
+                time.sleep(POLL_SECONDS)
                 page.goto(deployment_url)
             expect(requests).to_have_text("1")
 
@@ -343,7 +348,7 @@ def test_acme_deploys_and_calls_its_model_sees_usage_and_drift_globex_gets_403(
             deadline = time.monotonic() + 60
             page.goto(url + "/notifications")
             while drift.count() == 0 and time.monotonic() < deadline:
-                time.sleep(1)
+                time.sleep(POLL_SECONDS)
                 page.goto(url + "/notifications")
             expect(drift.first).to_be_visible()
             page.goto(deployment_url)
@@ -445,7 +450,7 @@ def test_acme_retrains_its_deployment_one_run_rejected_one_promoted_globex_sees_
             deadline = time.monotonic() + 12 * RETRAIN_INTERVAL
             runs = decided()
             while len(runs) < 2 and time.monotonic() < deadline:
-                time.sleep(1)
+                time.sleep(POLL_SECONDS)
                 page.goto(policy_url)
                 runs = decided()
             assert [r[1] for r in runs[:2]] == ["REJECTED", "PROMOTED"], runs
@@ -469,7 +474,7 @@ def test_acme_retrains_its_deployment_one_run_rejected_one_promoted_globex_sees_
             deadline = time.monotonic() + 60
             page.goto(deployment_url)
             while not promoted_in_service() and time.monotonic() < deadline:
-                time.sleep(1)
+                time.sleep(POLL_SECONDS)
                 page.goto(deployment_url)
             expect(status).to_have_text("IN_SERVICE")
             expect(serving).to_contain_text(promoted_job)
