@@ -13,6 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2 import BytecodeCache
+from jinja2.bccache import Bucket
 
 from .auth import AlbPublicKeyFetcher, IdentityVerifier, KeyFetcher, RelayedAlbKeyFetcher
 from .aws import AwsClients
@@ -24,6 +26,26 @@ from .web import Portal, TtlCache
 
 HERE = Path(__file__).parent
 log = logging.getLogger("portal.http")
+
+
+class _CompiledTemplates(BytecodeCache):
+    """Compiled templates kept in memory for every app of the process: each template is
+    compiled once (the tests create an app per test). Jinja checks each entry against its
+    template's source, so an edited template is compiled again."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+_COMPILED_TEMPLATES = _CompiledTemplates()
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -83,6 +105,7 @@ def create_app(
         ),
     )
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.bytecode_cache = _COMPILED_TEMPLATES
     app = FastAPI(
         title="AI training portal",
         docs_url=None,

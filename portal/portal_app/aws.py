@@ -9,8 +9,8 @@ tagged ``tenant=<id>``; that role's policies use ``${aws:PrincipalTag/tenant}``,
 confines the session to the tenant.
 
 boto3 clients are thread-safe; Table resources are used here only for stateless item calls, which
-is safe in practice because they delegate to the (thread-safe) client. Sessions and resources are
-created under a lock.
+is safe in practice because they delegate to the (thread-safe) client. Sessions are not: clients
+and resources are created under a lock, each on first use.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property, partial
 from typing import Any
 
 import boto3
@@ -54,36 +54,97 @@ SessionHook = Callable[[boto3.Session], None]
 botocore event handlers (moto has no StopTrainingJob)."""
 
 
-@dataclass(frozen=True)
 class TenantAws:
-    """Clients and repositories acting for one tenant, with credentials that expire."""
+    """Clients and repositories acting for one tenant, with credentials that expire.
 
-    tenant_id: str
-    session: boto3.Session
-    expires_at: float
-    s3: Any
-    sqs: Any
-    sagemaker: Any
-    tenants: TenantRepository
-    jobs: JobRepository
-    notifications: NotificationRepository
-    trials: TrialRepository
-    """The training jobs of the tenant's tuning jobs (``TRIALS_TABLE``)."""
-    models: ModelRepository
-    """The tenant's registered model versions (``MODELS_TABLE``)."""
-    deployments: DeploymentRepository
-    """The tenant's deployments (``DEPLOYMENTS_TABLE``): read, and the portal's PENDING write."""
-    api_clients: ApiClientRepository
-    """The tenant's API clients (``API_CLIENTS_TABLE``): Query and GetItem only; the writes go
-    through :attr:`AwsClients.api_client_records` (the instance role)."""
-    retraining_policies: RetrainingPolicyRepository | None = None
-    """The tenant's retraining policies (``RETRAINING_POLICIES_TABLE``; None when unset)."""
-    retraining_runs: RetrainingRunRepository | None = None
-    """The runs of the tenant's policies (``RETRAINING_RUNS_TABLE``; None when unset)."""
+    Each client is created on first use (under :class:`AwsClients`' creation lock), then kept
+    with the credentials: a page that reads one table doesn't set up S3, SQS and SageMaker
+    clients (botocore builds a client's class and event handlers each time, 3 to 10 ms apiece)
+    every time a tenant's credentials are renewed. Two requests racing to the first use may
+    each build one; either is kept, both work.
+    """
+
+    def __init__(
+        self,
+        tenant_id: str,
+        session: boto3.Session,
+        expires_at: float,
+        settings: PortalSettings,
+        client: Callable[[str], Any],
+        resource: Callable[[str], Any],
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.session = session
+        self.expires_at = expires_at
+        self._settings = settings
+        self._client = client
+        self._resource = resource
+
+    @cached_property
+    def s3(self) -> Any:
+        return self._client("s3")
+
+    @cached_property
+    def sqs(self) -> Any:
+        return self._client("sqs")
+
+    @cached_property
+    def sagemaker(self) -> Any:
+        return self._client("sagemaker")
+
+    @cached_property
+    def _dynamodb(self) -> Any:
+        return self._resource("dynamodb")
+
+    @cached_property
+    def tenants(self) -> TenantRepository:
+        return TenantRepository(self._dynamodb.Table(self._settings.tenants_table))
+
+    @cached_property
+    def jobs(self) -> JobRepository:
+        return JobRepository(self._dynamodb.Table(self._settings.jobs_table))
+
+    @cached_property
+    def notifications(self) -> NotificationRepository:
+        return NotificationRepository(self._dynamodb.Table(self._settings.notifications_table))
+
+    @cached_property
+    def trials(self) -> TrialRepository:
+        """The training jobs of the tenant's tuning jobs (``TRIALS_TABLE``)."""
+        return TrialRepository(self._dynamodb.Table(self._settings.trials_table))
+
+    @cached_property
+    def models(self) -> ModelRepository:
+        """The tenant's registered model versions (``MODELS_TABLE``)."""
+        return ModelRepository(self._dynamodb.Table(self._settings.models_table))
+
+    @cached_property
+    def deployments(self) -> DeploymentRepository:
+        """The tenant's deployments (``DEPLOYMENTS_TABLE``): read, and the portal's PENDING
+        write."""
+        return DeploymentRepository(self._dynamodb.Table(self._settings.deployments_table))
+
+    @cached_property
+    def api_clients(self) -> ApiClientRepository:
+        """The tenant's API clients (``API_CLIENTS_TABLE``): Query and GetItem only; the writes
+        go through :attr:`AwsClients.api_client_records` (the instance role)."""
+        return ApiClientRepository(self._dynamodb.Table(self._settings.api_clients_table))
+
+    @cached_property
+    def retraining_policies(self) -> RetrainingPolicyRepository | None:
+        """The tenant's retraining policies (``RETRAINING_POLICIES_TABLE``; None when unset)."""
+        table = self._settings.retraining_policies_table
+        return RetrainingPolicyRepository(self._dynamodb.Table(table)) if table else None
+
+    @cached_property
+    def retraining_runs(self) -> RetrainingRunRepository | None:
+        """The runs of the tenant's policies (``RETRAINING_RUNS_TABLE``; None when unset)."""
+        table = self._settings.retraining_runs_table
+        return RetrainingRunRepository(self._dynamodb.Table(table)) if table else None
 
 
 class AwsClients:
-    """Factory and cache of every AWS client the portal uses."""
+    """Factory and cache of every AWS client the portal uses (each created on first use)."""
 
     def __init__(
         self,
@@ -99,38 +160,73 @@ class AwsClients:
         self.session_hook = session_hook
         self.clock = clock
         self._lock = threading.Lock()
+        """Guards the tenant cache (held while credentials are fetched)."""
+        self._create_lock = threading.Lock()
+        """Guards client and resource creation: taken inside ``_lock``, never the other way."""
         self._tenant_cache: dict[str, TenantAws] = {}
         self.instance_session = base_session or new_session(region_name=settings.aws_region)
         if session_hook:
             session_hook(self.instance_session)
-        self.sts = self._client(self.instance_session, "sts")
-        self.instance_s3 = self._client(self.instance_session, "s3")
-        self.cognito = self._client(self.instance_session, "cognito-idp")
-        self.sns = self._client(self.instance_session, "sns")
-        self.instance_lambda = self._client(self.instance_session, "lambda")
-        self.cloudwatch = self._client(self.instance_session, "cloudwatch")
+
+    @cached_property
+    def sts(self) -> Any:
+        return self._client(self.instance_session, "sts")
+
+    @cached_property
+    def instance_s3(self) -> Any:
+        return self._client(self.instance_session, "s3")
+
+    @cached_property
+    def cognito(self) -> Any:
+        return self._client(self.instance_session, "cognito-idp")
+
+    @cached_property
+    def sns(self) -> Any:
+        return self._client(self.instance_session, "sns")
+
+    @cached_property
+    def instance_lambda(self) -> Any:
+        return self._client(self.instance_session, "lambda")
+
+    @cached_property
+    def cloudwatch(self) -> Any:
         """Usage metrics and alarm states (always for the session's tenant: services/usage)."""
-        dynamodb = self._resource(self.instance_session, "dynamodb")
-        self.admin_tenants = TenantRepository(dynamodb.Table(settings.tenants_table))
-        self.api_client_records = ApiClientRepository(dynamodb.Table(settings.api_clients_table))
+        return self._client(self.instance_session, "cloudwatch")
+
+    @cached_property
+    def _instance_dynamodb(self) -> Any:
+        return self._resource(self.instance_session, "dynamodb")
+
+    @cached_property
+    def admin_tenants(self) -> TenantRepository:
+        return TenantRepository(self._instance_dynamodb.Table(self.settings.tenants_table))
+
+    @cached_property
+    def api_client_records(self) -> ApiClientRepository:
         """The ApiClients table as the instance role: the only writer (services/clients)."""
-        self.catalog = CatalogRepository(self.instance_s3, settings.catalog_bucket, 30.0)
+        return ApiClientRepository(self._instance_dynamodb.Table(self.settings.api_clients_table))
+
+    @cached_property
+    def catalog(self) -> CatalogRepository:
+        return CatalogRepository(self.instance_s3, self.settings.catalog_bucket, 30.0)
 
     def _client(self, session: boto3.Session, service: str) -> Any:
-        return session.client(
-            service,
-            region_name=self.settings.aws_region,
-            endpoint_url=self.endpoint_url,
-            config=_S3_CONFIG if service == "s3" else _BOTO_CONFIG,
-        )
+        with self._create_lock:  # a boto3 Session is not thread-safe
+            return session.client(
+                service,
+                region_name=self.settings.aws_region,
+                endpoint_url=self.endpoint_url,
+                config=_S3_CONFIG if service == "s3" else _BOTO_CONFIG,
+            )
 
     def _resource(self, session: boto3.Session, service: str) -> Any:
-        return session.resource(
-            service,
-            region_name=self.settings.aws_region,
-            endpoint_url=self.endpoint_url,
-            config=_BOTO_CONFIG,
-        )
+        with self._create_lock:
+            return session.resource(
+                service,
+                region_name=self.settings.aws_region,
+                endpoint_url=self.endpoint_url,
+                config=_BOTO_CONFIG,
+            )
 
     def for_tenant(self, tenant_id: str) -> TenantAws:
         """Clients acting as ``tenant_id`` (cached until shortly before the credentials expire)."""
@@ -164,31 +260,13 @@ class AwsClients:
         )
         if self.session_hook:
             self.session_hook(session)
-        dynamodb = self._resource(session, "dynamodb")
-        policies_table = self.settings.retraining_policies_table
-        runs_table = self.settings.retraining_runs_table
         return TenantAws(
             tenant_id=tenant_id,
             session=session,
             expires_at=expires_at,
-            s3=self._client(session, "s3"),
-            sqs=self._client(session, "sqs"),
-            sagemaker=self._client(session, "sagemaker"),
-            tenants=TenantRepository(dynamodb.Table(self.settings.tenants_table)),
-            jobs=JobRepository(dynamodb.Table(self.settings.jobs_table)),
-            notifications=NotificationRepository(dynamodb.Table(self.settings.notifications_table)),
-            trials=TrialRepository(dynamodb.Table(self.settings.trials_table)),
-            models=ModelRepository(dynamodb.Table(self.settings.models_table)),
-            deployments=DeploymentRepository(dynamodb.Table(self.settings.deployments_table)),
-            api_clients=ApiClientRepository(dynamodb.Table(self.settings.api_clients_table)),
-            retraining_policies=(
-                RetrainingPolicyRepository(dynamodb.Table(policies_table))
-                if policies_table
-                else None
-            ),
-            retraining_runs=(
-                RetrainingRunRepository(dynamodb.Table(runs_table)) if runs_table else None
-            ),
+            settings=self.settings,
+            client=partial(self._client, session),
+            resource=partial(self._resource, session),
         )
 
     def lookup_groups(self, username: str) -> frozenset[str]:

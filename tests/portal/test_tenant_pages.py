@@ -48,6 +48,19 @@ def test_tenant_credentials_are_cached_per_tenant(platform: Platform) -> None:
     assert tenants == ["acme", "globex"]
 
 
+def test_tenant_clients_are_created_on_first_use_and_kept(platform: Platform) -> None:
+    client = platform.client("alice")
+    assert client.get("/jobs", headers=JSON).status_code == 200
+    tenant_aws = platform.app.state.portal.aws.for_tenant("acme")
+    created = set(vars(tenant_aws))
+    # the jobs page reads DynamoDB only: no S3, SQS or SageMaker client was set up for it
+    assert {"jobs", "_dynamodb"} <= created and not {"s3", "sqs", "sagemaker"} & created
+    assert tenant_aws.sagemaker is tenant_aws.sagemaker
+    assert tenant_aws.jobs.table.meta.client is tenant_aws.models.table.meta.client
+    assert client.post_form("/jobs", JOB_FORM, headers=JSON).status_code == 201
+    assert "sqs" in vars(tenant_aws)
+
+
 def test_bad_job_forms_are_400_with_what_is_wrong(platform: Platform) -> None:
     client = platform.client("alice")
     cases = {
