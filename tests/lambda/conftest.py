@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,6 +59,14 @@ def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _handler_log_level(caplog: pytest.LogCaptureFixture) -> None:
+    """The handlers' Powertools loggers (one logger, named after POWERTOOLS_SERVICE_NAME) log
+    at INFO in every test, whatever an earlier test in this worker set: the local simulators
+    that the portal tests start turn it down to keep their console quiet."""
+    caplog.set_level(logging.INFO, logger=os.environ["POWERTOOLS_SERVICE_NAME"])
 
 
 @dataclass
