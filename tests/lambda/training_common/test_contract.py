@@ -149,6 +149,17 @@ def test_job_records_round_trip_and_job_ids_are_unique(platform: Any, make: Any)
     assert [j.job_id for j in platform.jobs.list_page("acme").items] == [req.job_id]
 
 
+def test_repositories_of_one_session_share_one_dynamodb_client(platform: Any) -> None:
+    from training_common import JobRepository, TenantRepository, new_session
+
+    jobs = JobRepository.from_table_name("jobs", platform.session)
+    tenants = TenantRepository.from_table_name("tenants", platform.session)
+    other = JobRepository.from_table_name("jobs", new_session(region_name="us-east-1"))
+    assert jobs.table.meta.client is tenants.table.meta.client
+    assert other.table.meta.client is not jobs.table.meta.client
+    assert (jobs.table.name, tenants.table.name) == ("jobs", "tenants")
+
+
 def test_running_jobs_are_counted_per_tenant(platform: Any, make: Any) -> None:
     for status in (JobStatus.STARTING, JobStatus.IN_PROGRESS, JobStatus.COMPLETED):
         job = Job.from_request(make.request()).model_copy(update={"status": status})
