@@ -14,6 +14,11 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_VALIDATION := false
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# Python writes its bytecode caches here even where the machine sets PYTHONDONTWRITEBYTECODE:
+# otherwise every synth recompiles the app's modules and every test run recompiles (and
+# pytest re-rewrites) some 140 test modules, about 3 s per test worker. No asset takes the
+# caches along (scripts/build_zip.py and constructs/handler.py leave them out).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: help install build synth diagram diff deploy destroy test lint format clean portal
 
