@@ -19,6 +19,7 @@ import pytest
 from aws_cdk.assertions import Template
 from xdist.scheduler import LoadScopeScheduling
 
+from tests.cfn_lint import CfnLint
 from training_platform.config import PlatformConfig, load_config
 from training_platform.constructs.nag import PACKS
 from training_platform.platform_app import Platform, build_platform
@@ -40,6 +41,8 @@ class Synthesized:
         self.templates: dict[str, dict[str, Any]] = {
             stack.stack_name: stack.template for stack in self.assembly.stacks
         }
+        self.cfn_lint = CfnLint(sorted(outdir.glob("*.template.json")))
+        """cfn-lint over the templates, running in the background from now on."""
 
     def template(self, stack: str) -> Template:
         """Assertions on the stack whose name ends with ``-<stack>`` (e.g. 'Network')."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
+from tests.cfn_lint import CfnLint
 from tests.conftest import ROOT, Synthesized
 from training_platform.constructs.nag import PACKS, acknowledge
 
@@ -117,35 +116,34 @@ def test_a_nist_acknowledgement_covers_the_same_rule_of_the_other_packs(tmp_path
         acknowledge(bucket, "NIST.800.53.R5-EFSEncrypted", reason)
 
 
-def cfn_lint_problems(templates: list[str]) -> list[str]:
-    """cfn-lint's errors and warnings on ``templates`` with the project's settings
-    (informational notes allowed)."""
-    assert templates
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("cfn-lint")),
-            "--config-file",
-            str(ROOT / ".cfnlintrc.yaml"),
-            "--format",
-            "parseable",
-            "--",
-            *templates,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
-    )
-    findings = [line for line in result.stdout.splitlines() if line.strip()]
-    problems = [line for line in findings if not re.search(r":I\d+:", line)]
-    assert problems or result.returncode in (0, 8), result.stderr  # 8: informational only
-    return problems
-
-
 def test_cfn_lint_is_clean(synthesized: Synthesized) -> None:
     """No cfn-lint error or warning on any synthesized template (informational notes allowed)."""
-    problems = cfn_lint_problems(sorted(str(p) for p in synthesized.outdir.glob("*.template.json")))
+    assert synthesized.cfn_lint.templates == sorted(
+        str(p) for p in synthesized.outdir.glob("*.template.json")
+    )
+    problems = synthesized.cfn_lint.problems()
     assert problems == [], "\n".join(problems)
+
+
+def test_cfn_lint_reports_a_broken_template(tmp_path: Path) -> None:
+    """The gate can fail: a bucket with an unknown property and a Ref to nothing."""
+    template = tmp_path / "Broken.template.json"
+    template.write_text(
+        json.dumps(
+            {
+                "Resources": {
+                    "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"Colour": "blue"}},
+                    "Queue": {
+                        "Type": "AWS::SQS::Queue",
+                        "Properties": {"QueueName": {"Ref": "Nothing"}},
+                    },
+                }
+            }
+        )
+    )
+    problems = CfnLint([template]).problems()
+    assert any("Colour" in line for line in problems), problems
+    assert any("Nothing" in line for line in problems), problems
 
 
 def test_synthesized_with_the_feature_flags_of_cdk_json(synthesized: Synthesized) -> None:

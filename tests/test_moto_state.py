@@ -5,7 +5,8 @@ from __future__ import annotations
 import boto3
 import pytest
 from moto import mock_aws
-from moto_state import MotoState
+
+from tests.moto_state import MotoState
 
 REGION = "eu-west-1"
 

@@ -14,8 +14,9 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from moto_state import MotoState
 from training_common import new_session
+
+from tests.moto_state import MotoState
 
 # Powertools reads these when the handler modules are imported, during collection.
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")

@@ -13,12 +13,13 @@ from local.metrics import LocalMetrics
 from local.signin import EcSigner
 from local.stack import ALB_ARN, REGION, Seeded, create_resources, seed
 from moto import mock_aws
-from moto_state import MotoState
 from portal_app.app import create_app
 from portal_app.aws import AwsClients
 from portal_app.settings import PortalSettings
 from portal_helpers import AwsCalls, Platform
 from training_common import new_session
+
+from tests.moto_state import MotoState
 
 
 @pytest.fixture(autouse=True)

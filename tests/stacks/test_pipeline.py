@@ -12,8 +12,9 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
+from tests.cfn_lint import CfnLint
 from tests.conftest import CDK_CONTEXT, ROOT
-from tests.test_gates import cfn_lint_problems, normalized
+from tests.test_gates import normalized
 from training_platform.pipeline_app import PIPELINE_STACK, build_pipeline_app
 from training_platform.pipeline_config import PipelineConfig, load_pipeline_config
 from training_platform.stacks.pipeline import SYNTH_COMMANDS
@@ -26,6 +27,8 @@ class SynthesizedPipeline:
         build_pipeline_app(config, outdir=str(outdir), context=CDK_CONTEXT).app.synth()
         self.template = json.loads((outdir / f"{PIPELINE_STACK}.template.json").read_text())
         self.report = json.loads((outdir / "validation-report.json").read_text())
+        # 16 templates: in two processes, so the findings are ready sooner
+        self.cfn_lint = CfnLint(sorted(outdir.rglob("*.template.json")), processes=2)
 
     def of_type(self, type_: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.template["Resources"].items() if v["Type"] == type_}
@@ -232,5 +235,6 @@ def test_every_acknowledgement_in_the_pipeline_matches_a_finding(
 def test_cfn_lint_is_clean_on_every_template(pipeline: SynthesizedPipeline) -> None:
     templates = sorted(str(p) for p in pipeline.outdir.rglob("*.template.json"))
     assert len(templates) == 1 + 5 * len(pipeline.config.environments)
-    problems = cfn_lint_problems(templates)
+    assert pipeline.cfn_lint.templates == templates
+    problems = pipeline.cfn_lint.problems()
     assert problems == [], "\n".join(problems)
