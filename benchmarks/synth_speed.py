@@ -72,8 +72,11 @@ PLAIN_APP = textwrap.dedent(
 
 
 def environment(validation: bool) -> dict[str, str]:
+    # As `make` runs them: with Python's bytecode caches written (the Makefile unexports
+    # PYTHONDONTWRITEBYTECODE, which some machines set).
+    inherited = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     return {
-        **os.environ,
+        **inherited,
         "PATH": f"{PYTHON.parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "CDK_DISABLE_CLI_TELEMETRY": "true",
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
