@@ -10,6 +10,7 @@ model (REJECTED, the comparison as the reason), the second above it (PROMOTED, d
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from collections.abc import Iterator
@@ -65,6 +66,8 @@ from training_common import (
     utc_now,
 )
 from training_common.repositories import DeploymentRepository
+
+from tests.moto_state import MotoState
 
 STEP = 1.0
 INTERVAL = 20.0
@@ -138,12 +141,23 @@ class Loop:
         self.sqs().send_message(QueueUrl=url, MessageBody=request.to_message_body())
 
 
-@pytest.fixture
-def loop() -> Iterator[Loop]:
+@pytest.fixture(scope="module")
+def built() -> tuple[PortalSettings, Seeded, MotoState]:
+    """The local stack, created and seeded once for the module's tests."""
     with mock_aws():
         session = new_session(region_name=REGION)
         settings = create_resources(session)
         seeded = seed(settings, session, tuning_job=False, retraining=True)
+        return settings, seeded, MotoState.take()
+
+
+@pytest.fixture
+def loop(built: tuple[PortalSettings, Seeded, MotoState]) -> Iterator[Loop]:
+    with mock_aws():
+        built[2].restore()
+        session = new_session(region_name=REGION)
+        settings = built[0].model_copy(deep=True)
+        seeded = copy.deepcopy(built[1])
         clock = FakeClock()
         simulator = JobSimulator(settings, session, None, step_seconds=STEP, clock=clock)
         serving = ServingSimulator(settings, session, None, drift_steps=1000)

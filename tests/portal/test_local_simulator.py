@@ -7,6 +7,7 @@ sends them; approvals go through a session carrying the simulator's hook, as the
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import tarfile
@@ -42,6 +43,8 @@ from training_common import (
     new_session,
     utc_now,
 )
+
+from tests.moto_state import MotoState
 
 STEP = 1.0
 
@@ -94,12 +97,23 @@ class Sim:
         raise AssertionError(f"{job_id} did not reach {statuses}")
 
 
-@pytest.fixture
-def sim() -> Iterator[Sim]:
+@pytest.fixture(scope="module")
+def built() -> tuple[PortalSettings, Seeded, MotoState]:
+    """The local stack, created and seeded once for the module's tests."""
     with mock_aws():
         session = new_session(region_name=REGION)
         settings = create_resources(session)
         seeded = seed(settings, session)
+        return settings, seeded, MotoState.take()
+
+
+@pytest.fixture
+def sim(built: tuple[PortalSettings, Seeded, MotoState]) -> Iterator[Sim]:
+    with mock_aws():
+        built[2].restore()
+        session = new_session(region_name=REGION)
+        settings = built[0].model_copy(deep=True)
+        seeded = copy.deepcopy(built[1])
         clock = FakeClock()
         simulator = JobSimulator(settings, session, None, step_seconds=STEP, clock=clock)
         dynamodb = session.resource("dynamodb", region_name=REGION)
