@@ -125,5 +125,12 @@ class _GroupedScheduling(LoadScopeScheduling):
         return nodeid
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The cfn-lint tests last: they collect what cfn-lint has been finding in the background
+    since each assembly was synthesized (tests/cfn_lint.py), so the later they ask, the less they
+    wait."""
+    items.sort(key=lambda item: item.name.startswith("test_cfn_lint_is_clean"))
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
     return _GroupedScheduling(config, log) if config.getvalue("dist") == "load" else None

@@ -38,7 +38,7 @@ class SynthesizedPipeline:
         return resource["Properties"]  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: the cfn-lint test runs after every other module
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedPipeline:
     config = load_pipeline_config(ROOT / "environments" / "pipeline.toml")
     return SynthesizedPipeline(config, tmp_path_factory.mktemp("cdk.out.pipeline"))
