@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "portal"))
 
 from local.metrics import LocalMetrics
 from local.signin import EcSigner
-from local.stack import REGION, Seeded
+from local.stack import REGION, Seeded, create_resources, seed
+from moto import mock_aws
 from portal_app.settings import PortalSettings
 from training_common import (
     BestTrainingJob,
@@ -42,9 +46,12 @@ from training_common import (
     model_package_group_name,
     model_version_of_arn,
     new_job_id,
+    new_session,
     objective_key,
     utc_now,
 )
+
+from tests.moto_state import MotoState
 
 USERS: dict[str, dict[str, Any]] = {
     "alice": {
@@ -404,3 +411,34 @@ def model_item(platform: Platform, tenant_id: str, job_id: str) -> dict[str, Any
         Key={"tenant_id": tenant_id, "job_id": job_id}
     )["Item"]
     return item
+
+
+@dataclass(frozen=True)
+class BuiltStack:
+    """The local stack (``create_resources`` and ``seed``) built once, for tests to restore."""
+
+    settings: PortalSettings
+    seeded: Seeded
+    state: MotoState
+
+    @classmethod
+    def build(cls, **seed_options: bool) -> BuiltStack:
+        """Create and seed the stack in a mock of its own (about half a second of moto calls)
+        and take its state; ``seed_options`` go to :func:`local.stack.seed`."""
+        with mock_aws():
+            session = new_session(region_name=REGION)
+            settings = create_resources(session)
+            seeded = seed(settings, session, **seed_options)
+            return cls(settings, seeded, MotoState.take())
+
+    @contextmanager
+    def restored(self) -> Iterator[tuple[PortalSettings, Seeded, boto3.Session]]:
+        """A fresh ``mock_aws()`` holding a copy of the stack: the settings, what was seeded and
+        a session, each the test's own."""
+        with mock_aws():
+            self.state.restore()
+            yield (
+                self.settings.model_copy(deep=True),
+                copy.deepcopy(self.seeded),
+                new_session(region_name=REGION),
+            )

@@ -10,7 +10,6 @@ model (REJECTED, the comparison as the reason), the second above it (PROMOTED, d
 
 from __future__ import annotations
 
-import copy
 import json
 import uuid
 from collections.abc import Iterator
@@ -33,15 +32,12 @@ from local.stack import (
     ALB_ARN,
     SCHEDULE_GROUP,
     Seeded,
-    create_resources,
     holdout_key,
-    seed,
 )
-from moto import mock_aws
 from portal_app.app import create_app
 from portal_app.aws import AwsClients
 from portal_app.settings import PortalSettings
-from portal_helpers import AwsCalls, Platform, PortalClient
+from portal_helpers import AwsCalls, BuiltStack, Platform, PortalClient
 from training_common import (
     DataSelection,
     DeploymentStatus,
@@ -59,15 +55,12 @@ from training_common import (
     RetrainingRunRepository,
     RunDecision,
     ScheduleState,
-    new_session,
     new_trigger_token,
     schedule_name,
     trigger_input,
     utc_now,
 )
 from training_common.repositories import DeploymentRepository
-
-from tests.moto_state import MotoState
 
 STEP = 1.0
 INTERVAL = 20.0
@@ -142,22 +135,14 @@ class Loop:
 
 
 @pytest.fixture(scope="module")
-def built() -> tuple[PortalSettings, Seeded, MotoState]:
+def built() -> BuiltStack:
     """The local stack, created and seeded once for the module's tests."""
-    with mock_aws():
-        session = new_session(region_name=REGION)
-        settings = create_resources(session)
-        seeded = seed(settings, session, tuning_job=False, retraining=True)
-        return settings, seeded, MotoState.take()
+    return BuiltStack.build(tuning_job=False, retraining=True)
 
 
 @pytest.fixture
-def loop(built: tuple[PortalSettings, Seeded, MotoState]) -> Iterator[Loop]:
-    with mock_aws():
-        built[2].restore()
-        session = new_session(region_name=REGION)
-        settings = built[0].model_copy(deep=True)
-        seeded = copy.deepcopy(built[1])
+def loop(built: BuiltStack) -> Iterator[Loop]:
+    with built.restored() as (settings, seeded, session):
         clock = FakeClock()
         simulator = JobSimulator(settings, session, None, step_seconds=STEP, clock=clock)
         serving = ServingSimulator(settings, session, None, drift_steps=1000)

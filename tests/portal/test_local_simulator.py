@@ -7,7 +7,6 @@ sends them; approvals go through a session carrying the simulator's hook, as the
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import tarfile
@@ -20,9 +19,9 @@ import pytest
 from local.common import REGION, FakeClock, trial_artifact_key
 from local.search import draw_hyperparameters, metric_values, to_unit
 from local.simulator import JobSimulator
-from local.stack import CATALOG, Seeded, create_resources, seed
-from moto import mock_aws
+from local.stack import CATALOG, Seeded
 from portal_app.settings import PortalSettings
+from portal_helpers import BuiltStack
 from training_common import (
     MAX_PAGE_SIZE,
     Job,
@@ -43,8 +42,6 @@ from training_common import (
     new_session,
     utc_now,
 )
-
-from tests.moto_state import MotoState
 
 STEP = 1.0
 
@@ -98,22 +95,14 @@ class Sim:
 
 
 @pytest.fixture(scope="module")
-def built() -> tuple[PortalSettings, Seeded, MotoState]:
+def built() -> BuiltStack:
     """The local stack, created and seeded once for the module's tests."""
-    with mock_aws():
-        session = new_session(region_name=REGION)
-        settings = create_resources(session)
-        seeded = seed(settings, session)
-        return settings, seeded, MotoState.take()
+    return BuiltStack.build()
 
 
 @pytest.fixture
-def sim(built: tuple[PortalSettings, Seeded, MotoState]) -> Iterator[Sim]:
-    with mock_aws():
-        built[2].restore()
-        session = new_session(region_name=REGION)
-        settings = built[0].model_copy(deep=True)
-        seeded = copy.deepcopy(built[1])
+def sim(built: BuiltStack) -> Iterator[Sim]:
+    with built.restored() as (settings, seeded, session):
         clock = FakeClock()
         simulator = JobSimulator(settings, session, None, step_seconds=STEP, clock=clock)
         dynamodb = session.resource("dynamodb", region_name=REGION)
