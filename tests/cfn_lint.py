@@ -1,21 +1,32 @@
 """cfn-lint over synthesized templates, started in the background as soon as they exist.
 
 cfn-lint takes about 0.7 s per template (26 templates across the example, full and pipeline
-assemblies). The fixtures that synthesize an assembly start it at once, in its own process, so
-it runs beside the tests that read the assembly, on whatever CPU the other test worker leaves
-idle; the cfn-lint tests then only collect the findings.
+assemblies). When the session runs a cfn-lint test, the fixtures that synthesize an assembly start
+it at once, in its own process, so it runs beside the tests that read the assembly, on whatever
+CPU the other test worker leaves idle; the cfn-lint tests, run last, then only collect the
+findings. A session without one (``pytest tests/stacks/test_network.py``) starts none.
 """
 
 from __future__ import annotations
 
+import atexit
 import re
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 CFN_LINT = Path(sys.executable).with_name("cfn-lint")
+TEST_PREFIX = "test_cfn_lint_is_clean"
+"""The names of the tests that collect cfn-lint's findings (tests/conftest.py runs them last)."""
+
+
+def wanted(session: pytest.Session) -> bool:
+    """Whether ``session`` runs a cfn-lint test (on this worker's copy of the collection)."""
+    return any(item.name.startswith(TEST_PREFIX) for item in session.items)
 
 
 class CfnLint:
@@ -45,6 +56,12 @@ class CfnLint:
             for chunk in chunks
         ]
         self._problems: list[str] | None = None
+        atexit.register(self._stop)
+
+    def _stop(self) -> None:
+        for run in self._runs:
+            if run.poll() is None:
+                run.kill()
 
     def problems(self) -> list[str]:
         """Errors and warnings, one parseable line each (informational notes allowed)."""

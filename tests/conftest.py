@@ -19,6 +19,7 @@ import pytest
 from aws_cdk.assertions import Template
 from xdist.scheduler import LoadScopeScheduling
 
+from tests import cfn_lint
 from tests.cfn_lint import CfnLint
 from training_platform.config import PlatformConfig, load_config
 from training_platform.constructs.nag import PACKS
@@ -34,15 +35,25 @@ CDK_CONTEXT: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["conte
 class Synthesized:
     """One synthesized platform: the assembly directory and each stack's template."""
 
-    def __init__(self, platform: Platform, outdir: Path) -> None:
+    def __init__(self, platform: Platform, outdir: Path, *, lint: bool) -> None:
+        """``lint``: start cfn-lint over the templates now, in the background."""
         self.platform = platform
         self.assembly = platform.app.synth()
         self.outdir = outdir
         self.templates: dict[str, dict[str, Any]] = {
             stack.stack_name: stack.template for stack in self.assembly.stacks
         }
-        self.cfn_lint = CfnLint(sorted(outdir.glob("*.template.json")))
-        """cfn-lint over the templates, running in the background from now on."""
+        self._cfn_lint = self._start_cfn_lint() if lint else None
+
+    def _start_cfn_lint(self) -> CfnLint:
+        return CfnLint(sorted(self.outdir.glob("*.template.json")))
+
+    @property
+    def cfn_lint(self) -> CfnLint:
+        """cfn-lint over the templates (started now if it wasn't at synthesis)."""
+        if self._cfn_lint is None:
+            self._cfn_lint = self._start_cfn_lint()
+        return self._cfn_lint
 
     def template(self, stack: str) -> Template:
         """Assertions on the stack whose name ends with ``-<stack>`` (e.g. 'Network')."""
@@ -58,9 +69,12 @@ class Synthesized:
         return json.loads((self.outdir / "validation-report.json").read_text())
 
 
-def _synthesize(config: PlatformConfig, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+def _synthesize(
+    config: PlatformConfig, tmp_path_factory: pytest.TempPathFactory, session: pytest.Session
+) -> Synthesized:
     outdir = tmp_path_factory.mktemp(f"cdk.out.{config.name}")
-    return Synthesized(build_platform(config, outdir=str(outdir), context=CDK_CONTEXT), outdir)
+    platform = build_platform(config, outdir=str(outdir), context=CDK_CONTEXT)
+    return Synthesized(platform, outdir, lint=cfn_lint.wanted(session))
 
 
 @pytest.fixture(scope="session")
@@ -74,18 +88,24 @@ def example_config() -> PlatformConfig:
 
 
 @pytest.fixture(scope="session")
-def full(full_config: PlatformConfig, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+def full(
+    full_config: PlatformConfig,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Synthesized:
     """Every optional part enabled, production settings, fixed account and region."""
-    return _synthesize(full_config, tmp_path_factory)
+    return _synthesize(full_config, tmp_path_factory, request.session)
 
 
 @pytest.fixture(scope="session")
 def example(
-    example_config: PlatformConfig, tmp_path_factory: pytest.TempPathFactory
+    example_config: PlatformConfig,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Synthesized:
     """The committed example environment, as `make synth` builds it, checked by every nag pack
     (HIPAA Security and PCI DSS 3.2.1 on top of its own two, as environments/regulated.toml)."""
-    return _synthesize(with_all_packs(example_config), tmp_path_factory)
+    return _synthesize(with_all_packs(example_config), tmp_path_factory, request.session)
 
 
 def with_all_packs(config: PlatformConfig) -> PlatformConfig:
@@ -129,7 +149,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The cfn-lint tests last: they collect what cfn-lint has been finding in the background
     since each assembly was synthesized (tests/cfn_lint.py), so the later they ask, the less they
     wait."""
-    items.sort(key=lambda item: item.name.startswith("test_cfn_lint_is_clean"))
+    items.sort(key=lambda item: item.name.startswith(cfn_lint.TEST_PREFIX))
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:

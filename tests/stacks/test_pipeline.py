@@ -12,6 +12,7 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
+from tests import cfn_lint
 from tests.cfn_lint import CfnLint
 from tests.conftest import CDK_CONTEXT, ROOT
 from tests.test_gates import normalized
@@ -21,14 +22,16 @@ from training_platform.stacks.pipeline import SYNTH_COMMANDS
 
 
 class SynthesizedPipeline:
-    def __init__(self, config: PipelineConfig, outdir: Path) -> None:
+    def __init__(self, config: PipelineConfig, outdir: Path, *, lint: bool) -> None:
         self.config = config
         self.outdir = outdir
         build_pipeline_app(config, outdir=str(outdir), context=CDK_CONTEXT).app.synth()
         self.template = json.loads((outdir / f"{PIPELINE_STACK}.template.json").read_text())
         self.report = json.loads((outdir / "validation-report.json").read_text())
         # 16 templates: in two processes, so the findings are ready sooner
-        self.cfn_lint = CfnLint(sorted(outdir.rglob("*.template.json")), processes=2)
+        self.cfn_lint = (
+            CfnLint(sorted(outdir.rglob("*.template.json")), processes=2) if lint else None
+        )
 
     def of_type(self, type_: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.template["Resources"].items() if v["Type"] == type_}
@@ -39,9 +42,12 @@ class SynthesizedPipeline:
 
 
 @pytest.fixture(scope="session")  # session: the cfn-lint test runs after every other module
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedPipeline:
+def pipeline(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> SynthesizedPipeline:
     config = load_pipeline_config(ROOT / "environments" / "pipeline.toml")
-    return SynthesizedPipeline(config, tmp_path_factory.mktemp("cdk.out.pipeline"))
+    outdir = tmp_path_factory.mktemp("cdk.out.pipeline")
+    return SynthesizedPipeline(config, outdir, lint=cfn_lint.wanted(request.session))
 
 
 def stages(pipeline: SynthesizedPipeline) -> list[dict[str, Any]]:
@@ -235,6 +241,6 @@ def test_every_acknowledgement_in_the_pipeline_matches_a_finding(
 def test_cfn_lint_is_clean_on_every_template(pipeline: SynthesizedPipeline) -> None:
     templates = sorted(str(p) for p in pipeline.outdir.rglob("*.template.json"))
     assert len(templates) == 1 + 5 * len(pipeline.config.environments)
-    assert pipeline.cfn_lint.templates == templates
+    assert pipeline.cfn_lint is not None and pipeline.cfn_lint.templates == templates
     problems = pipeline.cfn_lint.problems()
     assert problems == [], "\n".join(problems)
