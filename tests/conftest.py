@@ -1,7 +1,10 @@
-"""Session-wide fixtures: each environment is synthesized once, with all four nag packs.
+"""Session-wide fixtures: each environment is synthesized once, with all four nag packs; and how
+the tests are shared out between pytest-xdist workers.
 
 Synthesis is the expensive step (a Node process runs the whole app and the nag packs), so the
-tests share one cloud assembly per environment instead of calling ``Template.from_stack`` per test.
+tests share one cloud assembly per environment instead of calling ``Template.from_stack`` per test,
+and a scheduler (below) keeps every test of a synthesized environment on one worker, and the
+browser tests on one worker, while the other tests go to whichever worker is free.
 """
 
 from __future__ import annotations
