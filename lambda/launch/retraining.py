@@ -160,8 +160,10 @@ class RetrainingPlanner:
         data_bucket: str,
         data_key_arn: str | None = None,
         max_trigger_age_hours: int = MAX_TRIGGER_AGE_HOURS,
+        s3: Any = None,
     ) -> RetrainingPlanner:
-        """The planner over the tables called so, with clients from ``session``."""
+        """The planner over the tables called so, with clients from ``session`` (``s3``: an S3
+        client to share, else a new one)."""
         session = session or new_session()
         return cls(
             policies=RetrainingPolicyRepository.from_table_name(policies_table, session),
@@ -170,7 +172,7 @@ class RetrainingPlanner:
             models=ModelRepository.from_table_name(models_table, session),
             deployments=DeploymentRepository.from_table_name(deployments_table, session),
             tenants=TenantRepository.from_table_name(tenants_table, session),
-            s3=session.client("s3"),
+            s3=s3 if s3 is not None else session.client("s3"),
             data_bucket=data_bucket,
             data_key_arn=data_key_arn,
             max_trigger_age_hours=max_trigger_age_hours,

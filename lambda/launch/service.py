@@ -177,6 +177,7 @@ class LaunchService:
         """Build the service with boto3 clients from ``session`` (default: a new session)."""
         session = session or new_session()
         retries = Config(retries={"mode": "standard", "max_attempts": 3})
+        s3 = session.client("s3")  # one client for the catalog, the manifests and the planner
         planner = None
         if settings.retraining_enabled:
             assert settings.retraining_policies_table and settings.retraining_runs_table
@@ -192,18 +193,17 @@ class LaunchService:
                 data_bucket=settings.data_bucket,
                 data_key_arn=settings.manifest_key_arn,
                 max_trigger_age_hours=settings.max_trigger_age_hours,
+                s3=s3,
             )
         return cls(
             settings=settings,
             tenants=TenantRepository.from_table_name(settings.tenants_table, session),
             jobs=JobRepository.from_table_name(settings.jobs_table, session),
-            catalog=CatalogRepository(
-                session.client("s3"), settings.catalog_bucket, settings.catalog_cache_seconds
-            ),
+            catalog=CatalogRepository(s3, settings.catalog_bucket, settings.catalog_cache_seconds),
             sagemaker=session.client("sagemaker", config=retries),
             sqs=session.client("sqs"),
             planner=planner,
-            s3=session.client("s3"),
+            s3=s3,
         )
 
     @tracer.capture_method
