@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import tarfile
 import threading
 import time
@@ -17,7 +18,14 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import boto3
-from training_common import JobStatus, Notification, iso_utc, output_prefix, utc_now
+from training_common import (
+    JobStatus,
+    Notification,
+    QueueMessage,
+    iso_utc,
+    output_prefix,
+    utc_now,
+)
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -141,3 +149,39 @@ class _Clients:
 def local_clients(session: boto3.Session, endpoint_url: str | None) -> boto3.Session:
     """A stand-in session whose clients and resources talk to moto in the local region."""
     return cast(boto3.Session, _Clients(session, endpoint_url))
+
+
+def handle_queued(
+    sqs: Any,
+    queue_url: str,
+    handle: Callable[[QueueMessage], object],
+    *,
+    what: str,
+    log: logging.Logger,
+) -> list[QueueMessage]:
+    """Lambda's SQS event source, once: each message on ``queue_url`` now goes to ``handle``;
+    a handled message is deleted, one whose handler raises stays on the queue (as Powertools'
+    BatchProcessor leaves it). The messages handled, in order; ``what`` names them in ``log``."""
+    response = sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=0,
+        AttributeNames=["ApproximateReceiveCount"],
+    )
+    handled: list[QueueMessage] = []
+    for raw in response.get("Messages", []):
+        message = QueueMessage(
+            message_id=raw["MessageId"],
+            body=raw["Body"],
+            receipt_handle=raw["ReceiptHandle"],
+            receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+        )
+        try:
+            outcome = handle(message)
+        except Exception as error:
+            log.info(f"{what} left on the queue", extra={"why": str(error)})
+            continue
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=raw["ReceiptHandle"])
+        log.info(f"{what} handled", extra={"outcome": str(outcome)})
+        handled.append(message)
+    return handled

@@ -34,7 +34,6 @@ from training_common import (
     NotificationRepository,
     ObjectiveType,
     PolicyStatus,
-    QueueMessage,
     RetrainingPolicyRepository,
     RetrainingRun,
     RetrainingRunRepository,
@@ -44,7 +43,7 @@ from training_common import (
     slot_code,
 )
 
-from .common import ACCOUNT, REGION, local_clients
+from .common import ACCOUNT, REGION, handle_queued, local_clients
 from .stack import (
     RETRAINING_POLICIES_TABLE,
     RETRAINING_REQUESTS_DLQ,
@@ -223,28 +222,15 @@ class RetrainingRequests:
 
     def step(self) -> int:
         """Handle what is on the queue now; how many messages were handled."""
-        response = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=0,
-            AttributeNames=["ApproximateReceiveCount"],
-        )
-        handled = 0
-        for raw in response.get("Messages", []):
-            message = QueueMessage(
-                message_id=raw["MessageId"],
-                body=raw["Body"],
-                receipt_handle=raw["ReceiptHandle"],
-                receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+        handled = len(
+            handle_queued(
+                self.sqs,
+                self.queue_url,
+                self.service.handle,
+                what="retraining request",
+                log=log,
             )
-            try:
-                outcome = self.service.handle(message)
-            except Exception as error:  # left on the queue, as BatchProcessor would
-                log.info("retraining request left on the queue", extra={"why": str(error)})
-                continue
-            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=raw["ReceiptHandle"])
-            log.info("retraining request handled", extra={"outcome": str(outcome)})
-            handled += 1
+        )
         self.handled += handled
         return handled
 

@@ -51,7 +51,7 @@ from training_common import QueueMessage
 from training_common.deployments import AlarmKind, Deployment, DeploymentStatus, alarm_name
 from training_common.repositories import DeploymentRepository
 
-from .common import ACCOUNT, REGION, local_clients, sagemaker_arn
+from .common import ACCOUNT, REGION, handle_queued, local_clients, sagemaker_arn
 from .stack import DEAD_LETTER_QUEUE, RETRAINING_POLICIES_TABLE, RETRAINING_RUNS_TABLE
 
 log = logging.getLogger("local.serving")
@@ -350,26 +350,9 @@ class ServingSimulator:
 
     def _receive(self) -> None:
         queue = self.settings.deployment_requests_queue_url
-        response = self.sqs.receive_message(
-            QueueUrl=queue,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=0,
-            AttributeNames=["ApproximateReceiveCount"],
-        )
-        for raw in response.get("Messages", []):
-            message = QueueMessage(
-                message_id=raw["MessageId"],
-                body=raw["Body"],
-                receipt_handle=raw["ReceiptHandle"],
-                receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
-            )
-            try:
-                outcome = self.deploy.handle(message)
-            except Exception as error:  # left on the queue, as BatchProcessor would
-                log.info("deploy request left on the queue", extra={"why": str(error)})
-                continue
-            self.sqs.delete_message(QueueUrl=queue, ReceiptHandle=raw["ReceiptHandle"])
-            log.info("deploy request handled", extra={"outcome": outcome.value})
+        for message in handle_queued(
+            self.sqs, queue, self.deploy.handle, what="deploy request", log=log
+        ):
             self._after_request(message.body)
 
     def _after_request(self, body: str) -> None:
