@@ -14,6 +14,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -185,3 +186,35 @@ def handle_queued(
         log.info(f"{what} handled", extra={"outcome": str(outcome)})
         handled.append(message)
     return handled
+
+
+@dataclass
+class Loop:
+    """Calls ``step`` every ``seconds`` on a daemon thread named ``name`` (a failed step is
+    logged, and the next one comes on time)."""
+
+    name: str
+    step: Callable[[], object]
+    seconds: float
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+
+    def start(self) -> Loop:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.step()
+            except Exception:
+                logging.getLogger(f"local.{self.name}").exception("%s step failed", self.name)
+            self._stop.wait(max(0.05, self.seconds - (time.monotonic() - started)))

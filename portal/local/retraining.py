@@ -16,10 +16,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -235,40 +231,8 @@ class RetrainingRequests:
         return handled
 
 
-@dataclass
-class Loop:
-    """Calls ``step`` every ``seconds`` on a daemon thread."""
-
-    name: str
-    step: Callable[[], object]
-    seconds: float
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
-
-    def start(self) -> Loop:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                self.step()
-            except Exception:
-                log.exception("%s step failed", self.name)
-            self._stop.wait(max(0.05, self.seconds - (time.monotonic() - started)))
-
-
 __all__ = [
     "DataFeed",
-    "Loop",
     "Promotion",
     "RetrainingRequests",
     "local_retraining_env",

@@ -22,11 +22,12 @@ from portal_app.aws import AwsClients
 from portal_app.logs import configure_logging
 from training_common import new_session
 
+from .common import Loop
 from .inference import LocalInferenceApi
 from .metrics import LocalMetrics
-from .retraining import DataFeed, Loop, RetrainingRequests
+from .retraining import DataFeed, RetrainingRequests
 from .scheduler import LocalScheduler, interval_from_env
-from .serving import ServingLoop, ServingSimulator
+from .serving import ServingSimulator
 from .signin import EcSigner, LocalSignIn, LocalUser
 from .simulator import DEFAULT_STEP_SECONDS, JobSimulator
 from .stack import (
@@ -88,7 +89,6 @@ class LocalPortal:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._simulator: JobSimulator | None = None
-        self._serving: ServingLoop | None = None
         self.serving: ServingSimulator | None = None
         self.metrics = LocalMetrics()
         self.inference: LocalInferenceApi | None = None
@@ -147,7 +147,7 @@ class LocalPortal:
             forget=self.inference.runtime.forget,
             log_level=self.log_level,
         )
-        self._serving = ServingLoop(self.serving, self.step_seconds).start()
+        self._loops.append(Loop("serving-simulator", self.serving.step, self.step_seconds).start())
         simulator = self._simulator
 
         def portal_hook(portal_session: boto3.Session) -> None:
@@ -195,8 +195,6 @@ class LocalPortal:
             self.scheduler.stop()
         for loop in self._loops:
             loop.stop()
-        if self._serving is not None:
-            self._serving.stop()
         if self._simulator is not None:
             self._simulator.stop()
         self.moto.stop()

@@ -31,7 +31,6 @@ import functools
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -554,30 +553,3 @@ class ServingSimulator:
             log.exception("job-events failed on a simulated event")
             return
         log.info("event delivered", extra={"outcome": str(outcome)})
-
-
-class ServingLoop:
-    """Calls :meth:`ServingSimulator.step` every ``step_seconds`` on a daemon thread."""
-
-    def __init__(self, simulator: ServingSimulator, step_seconds: float) -> None:
-        self.simulator = simulator
-        self.step_seconds = step_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="serving-simulator", daemon=True)
-
-    def start(self) -> ServingLoop:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                self.simulator.step()
-            except Exception:
-                log.exception("serving simulator step failed")
-            self._stop.wait(max(0.05, self.step_seconds - (time.monotonic() - started)))
