@@ -50,7 +50,7 @@ from training_common import (
     INFERENCE_SCOPE,
 )
 
-from .common import ACCOUNT, REGION
+from .common import ACCOUNT, REGION, Loop
 from .endpoints import SimulatedRuntime
 
 log = logging.getLogger("local.inference")
@@ -246,30 +246,20 @@ class CloudWatchUsage:
         self.flush_seconds = flush_seconds
         self._pending: list[Usage] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="usage-metrics", daemon=True)
+        self._loop = Loop("usage-metrics", self.flush, flush_seconds)
 
     def start(self) -> CloudWatchUsage:
-        self._thread.start()
+        self._loop.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        self._loop.stop()
         self.flush()
 
     def record(self, usage: Usage) -> None:
         if usage.tenant_id is not None:
             with self._lock:
                 self._pending.append(usage)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.flush_seconds):
-            try:
-                self.flush()
-            except Exception:  # keep flushing: one failed put must not end local metrics
-                log.exception("usage metrics not written")
 
     def flush(self) -> int:
         """Write what was recorded since the last flush; how many calls it covered."""

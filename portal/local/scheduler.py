@@ -31,7 +31,7 @@ import boto3
 from botocore.exceptions import ClientError
 from training_common import SCHEDULED_TIME_PLACEHOLDER, slot_of, utc_now
 
-from .common import REGION
+from .common import REGION, Loop
 
 log = logging.getLogger("local.scheduler")
 
@@ -100,25 +100,14 @@ class LocalScheduler:
         self._queues: dict[str, str] = {}
         self.fired: list[Firing] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="local-scheduler", daemon=True)
+        self._loop = Loop("local-scheduler", self.step, min(poll_seconds, self.interval))
 
     def start(self) -> LocalScheduler:
-        self._thread.start()
+        self._loop.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.step()
-            except Exception:
-                log.exception("local scheduler step failed")
-            self._stop.wait(min(self.poll_seconds, self.interval))
+        self._loop.stop()
 
     def _enabled(self) -> list[str]:
         names: list[str] = []
