@@ -24,8 +24,6 @@ The guardrails:
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -40,6 +38,7 @@ from training_platform.constructs.handler import PlatformFunction
 from training_platform.constructs.key_use import key_through_services
 from training_platform.constructs.nag import acknowledge, acknowledge_findings
 from training_platform.constructs.serving import arn, queue_pair, tenant_table
+from training_platform.constructs.statements import allow
 
 RETRAINING_TIMEOUT = Duration.seconds(30)
 RETRAINING_CONCURRENCY = 2
@@ -233,14 +232,14 @@ class Retraining(Construct):
     def _grant_handler(self) -> None:
         """Exactly the calls of ``lambda/retraining``."""
         role = self.handler.role
-        _allow(
+        allow(
             role,
             "ApplyPolicyRecords",
             ["dynamodb:GetItem", "dynamodb:PutItem"],
             [self.policies_table.table_arn],
         )
         # Back-off of throttled requests (ChangeMessageVisibility), unreadable ones to the DLQ.
-        _allow(
+        allow(
             role,
             "DeferAndDeadLetterRequests",
             ["sqs:SendMessage", "sqs:ChangeMessageVisibility"],
@@ -255,8 +254,8 @@ class Retraining(Construct):
                 sid="TrainingKeyThroughItsServicesOnly",
             )
         )
-        _allow(role, "TenantSchedulesOfTheGroupOnly", list(SCHEDULE_ACTIONS), [self.schedules_arn])
-        _allow(
+        allow(role, "TenantSchedulesOfTheGroupOnly", list(SCHEDULE_ACTIONS), [self.schedules_arn])
+        allow(
             role,
             "PassTheSchedulerRoleToSchedulerOnly",
             ["iam:PassRole"],
@@ -290,7 +289,7 @@ class Retraining(Construct):
         )
         function.function.add_environment("RETRAINING_RUNS_TABLE", self.runs_table.table_name)
         role = function.role
-        _allow(
+        allow(
             role,
             "PlanRetrainingRuns",
             ["dynamodb:GetItem", "dynamodb:PutItem"],
@@ -306,14 +305,14 @@ class Retraining(Construct):
         )
         function.function.add_environment("RETRAINING_RUNS_TABLE", self.runs_table.table_name)
         role = function.role
-        _allow(
+        allow(
             role,
             "DecideOnRetrainingRuns",
             ["dynamodb:GetItem", "dynamodb:PutItem"],
             [self.policies_table.table_arn, self.runs_table.table_arn],
         )
         versions = arn("sagemaker", MODEL_PACKAGE_VERSIONS)
-        _allow(
+        allow(
             role,
             "ApproveOrRejectRetrainedVersions",
             ["sagemaker:UpdateModelPackage"],
@@ -322,15 +321,3 @@ class Retraining(Construct):
         )
         # AwsSolutions-IAM5 on the versions' wildcard: acknowledged with the handler's other
         # registry statements (stacks/training.py), one reason for one finding.
-
-
-def _allow(
-    role: iam.IRole,
-    sid: str,
-    actions: list[str],
-    resources: list[str],
-    conditions: dict[str, Any] | None = None,
-) -> None:
-    role.add_to_principal_policy(
-        iam.PolicyStatement(sid=sid, actions=actions, resources=resources, conditions=conditions)
-    )

