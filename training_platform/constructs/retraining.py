@@ -284,36 +284,16 @@ class Retraining(Construct):
         """The launch handler plans runs: it reads the policy (and advances its last slot) and
         writes the run; the data-bucket access (listing, manifests) is the DataLake's
         ``retraining_manifests`` policy, attached by the stack."""
-        function.function.add_environment(
-            "RETRAINING_POLICIES_TABLE", self.policies_table.table_name
-        )
-        function.function.add_environment("RETRAINING_RUNS_TABLE", self.runs_table.table_name)
-        role = function.role
-        allow(
-            role,
-            "PlanRetrainingRuns",
-            ["dynamodb:GetItem", "dynamodb:PutItem"],
-            [self.policies_table.table_arn, self.runs_table.table_arn],
-        )
+        self._read_and_write_runs(function, "PlanRetrainingRuns")
 
     def grant_job_events(self, function: PlatformFunction) -> None:
         """The job-events handler decides on runs: it reads the policy (and records the run's
         job for the next warm start), writes the run's decision, and approves or rejects the
         retrained version in the registry."""
-        function.function.add_environment(
-            "RETRAINING_POLICIES_TABLE", self.policies_table.table_name
-        )
-        function.function.add_environment("RETRAINING_RUNS_TABLE", self.runs_table.table_name)
-        role = function.role
-        allow(
-            role,
-            "DecideOnRetrainingRuns",
-            ["dynamodb:GetItem", "dynamodb:PutItem"],
-            [self.policies_table.table_arn, self.runs_table.table_arn],
-        )
+        self._read_and_write_runs(function, "DecideOnRetrainingRuns")
         versions = arn("sagemaker", MODEL_PACKAGE_VERSIONS)
         allow(
-            role,
+            function.role,
             "ApproveOrRejectRetrainedVersions",
             ["sagemaker:UpdateModelPackage"],
             [versions],
@@ -321,3 +301,17 @@ class Retraining(Construct):
         )
         # AwsSolutions-IAM5 on the versions' wildcard: acknowledged with the handler's other
         # registry statements (stacks/training.py), one reason for one finding.
+
+    def _read_and_write_runs(self, function: PlatformFunction, sid: str) -> None:
+        """Both tables' names in ``function``'s environment, and GetItem and PutItem on them
+        (statement ``sid``)."""
+        function.function.add_environment(
+            "RETRAINING_POLICIES_TABLE", self.policies_table.table_name
+        )
+        function.function.add_environment("RETRAINING_RUNS_TABLE", self.runs_table.table_name)
+        allow(
+            function.role,
+            sid,
+            ["dynamodb:GetItem", "dynamodb:PutItem"],
+            [self.policies_table.table_arn, self.runs_table.table_arn],
+        )
