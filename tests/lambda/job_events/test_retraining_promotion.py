@@ -24,7 +24,6 @@ from training_common import (
     RetrainingLink,
     RetrainingRun,
     RunDecision,
-    TuningSpec,
     run_id,
 )
 from training_common.deployments import DeploymentRequest, DeploymentStatus
@@ -35,17 +34,6 @@ IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 HOLDOUT = "tenants/acme/datasets/holdout/"
 SLOT = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)
 DEPLOYED_JOB = "acme-20261130020000-aaaaaa"
-SPEC = {
-    "objective_metric": "validation:auc",
-    "objective_type": "Maximize",
-    "strategy": "Bayesian",
-    "ranges": [
-        {"name": "eta", "type": "Continuous", "min_value": 0.01, "max_value": 0.5},
-        {"name": "max_depth", "type": "Integer", "min_value": 2, "max_value": 10},
-    ],
-    "max_training_jobs": 6,
-    "max_parallel_training_jobs": 2,
-}
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +84,7 @@ def promo(
         """The job and run the launch handler writes for ``slot``, and the tuning job."""
         rid = run_id("weekly", slot)
         job = jobs_kit.starting_job(
-            tuning=TuningSpec.model_validate(SPEC),
+            tuning=retraining.policy().tuning,  # what the planner gives the run's job
             hyperparameters={"num_round": "50"},
             validation_key=HOLDOUT,
             retraining=RetrainingLink(policy_id="weekly", run_id=rid),
