@@ -45,6 +45,7 @@ from training_common import (
     datasets_prefix,
     describe_schema_errors,
     is_policy_id,
+    is_tenant_dataset_key,
     new_request_id,
     new_trigger_token,
     retraining_job_id,
@@ -284,8 +285,7 @@ def _dataset_field(tenant_id: str, form: dict[str, str], name: str, label: str) 
         value = f"{datasets_prefix(tenant_id)}{value.strip('/')}"
     if not value.endswith("/"):
         value += "/"
-    parts = value[len(datasets_prefix(tenant_id)) :].rstrip("/").split("/")
-    if not value.startswith(datasets_prefix(tenant_id)) or any(p in {"", ".", ".."} for p in parts):
+    if not is_tenant_dataset_key(tenant_id, value):
         raise BadRequest(
             f"{label} {value[:120]!r} is not one of your datasets: give a folder under "
             f"'{datasets_prefix(tenant_id)}'."
